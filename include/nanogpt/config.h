@@ -1,0 +1,99 @@
+#pragma once
+// Every setting of nanoGPT's train.py, with its default, type and checks; YAML
+// loading and `--key=value` overrides in the manner of nanoGPT's configurator.py.
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace nanogpt {
+
+// A bad config file, key or value. The message names it and says what was expected.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct TrainConfig {
+  // I/O
+  std::string out_dir = "out";
+  int64_t eval_interval = 2000;
+  int64_t log_interval = 1;
+  int64_t eval_iters = 200;
+  bool eval_only = false;
+  bool always_save_checkpoint = true;
+  std::string init_from = "scratch";
+  // wandb logging (accepted for compatibility; this port logs to out_dir/metrics.jsonl)
+  bool wandb_log = false;
+  std::string wandb_project = "owt";
+  std::string wandb_run_name = "gpt2";
+  // data
+  std::string dataset = "openwebtext";
+  std::string data_dir;  // empty: data/<dataset>
+  int64_t gradient_accumulation_steps = 5 * 8;
+  int64_t batch_size = 12;
+  int64_t block_size = 1024;
+  // model
+  int64_t n_layer = 12;
+  int64_t n_head = 12;
+  int64_t n_embd = 768;
+  double dropout = 0.0;
+  bool bias = false;
+  // adamw optimizer
+  double learning_rate = 6e-4;
+  int64_t max_iters = 600000;
+  double weight_decay = 1e-1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double grad_clip = 1.0;
+  // learning rate decay
+  bool decay_lr = true;
+  int64_t warmup_iters = 2000;
+  int64_t lr_decay_iters = 600000;
+  double min_lr = 6e-5;
+  // DDP
+  std::string backend = "nccl";
+  // system
+  std::string device = "cuda";
+  std::string dtype = "float32";
+  bool compile = false;
+  // this port's own
+  int64_t seed = 1337;
+  int64_t num_threads = 0;          // 0: all hardware threads
+  double mfu_peak_flops = 312e12;   // MFU denominator; nanoGPT's A100 bf16 peak
+
+  // data_dir, or data/<dataset> when data_dir is empty.
+  std::string resolved_data_dir() const;
+};
+
+// Defaults with device "cuda" replaced by "cpu" when no GPU is usable, the way a
+// nanoGPT user on a CPU machine passes --device=cpu.
+TrainConfig default_config();
+
+// The names of all keys, in train.py's order followed by this port's own.
+const std::vector<std::string>& config_keys();
+
+// Set one key from its text form (YAML scalar or command-line value), type checked.
+void set_config_value(TrainConfig& config, const std::string& key, const std::string& value,
+                      const std::string& origin);
+
+// Apply a YAML file (a mapping of keys to scalars) on top of `config`.
+void apply_yaml_file(TrainConfig& config, const std::string& path);
+
+// Apply `--key=value` arguments on top of `config`.
+void apply_overrides(TrainConfig& config, const std::vector<std::string>& args);
+
+// Check sizes, ranges and names; throws ConfigError naming the key.
+void validate(const TrainConfig& config);
+
+// Defaults, then the YAML file (if any), then the overrides, then validation.
+TrainConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides);
+
+nlohmann::json to_json(const TrainConfig& config);
+TrainConfig config_from_json(const nlohmann::json& j);
+
+// The YAML text of a config, one `key: value` line per key.
+std::string to_yaml(const TrainConfig& config);
+
+}  // namespace nanogpt

@@ -1,0 +1,22 @@
+#pragma once
+// Files written so that a crash or a full disk never leaves a partial file in place.
+#include <functional>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+
+namespace nanogpt {
+
+struct IoError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Writes `path + ".tmp"` through `write`, flushes it to disk, then renames it over `path`.
+void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write);
+
+// fsync a written file and rename it over `path`; removes the temporary file on failure.
+void commit_file(const std::string& tmp_path, const std::string& path);
+
+std::string read_file(const std::string& path);
+
+}  // namespace nanogpt

@@ -1,0 +1,28 @@
+#pragma once
+// nanoGPT's sample.py: load out_dir/ckpt.pt, encode the start text with the dataset's
+// vocabulary, generate and decode.
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace nanogpt {
+
+struct SampleOptions {
+  std::string out_dir = "out";
+  std::string start = "\n";  // or "FILE:path"
+  int64_t num_samples = 10;
+  int64_t max_new_tokens = 500;
+  double temperature = 0.8;
+  std::optional<int64_t> top_k = 200;
+  int64_t seed = 1337;
+  std::string device = "cpu";
+  std::string data_dir;      // empty: the data_dir of the checkpoint's config
+  bool use_kv_cache = true;
+  int64_t num_threads = 0;   // 0: all hardware threads
+};
+
+// Calls `emit` with each decoded sample (start text included, as sample.py prints it).
+void sample(const SampleOptions& options, const std::function<void(const std::string&)>& emit);
+
+}  // namespace nanogpt

@@ -1,0 +1,33 @@
+#pragma once
+// nanoGPT's train.py: the loop with gradient accumulation, warmup + cosine LR, clipping,
+// periodic eval, checkpoints and resume.
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nanogpt/config.h"
+
+namespace nanogpt {
+
+// Learning rate at iteration `it`: linear warmup, cosine decay to min_lr, then min_lr.
+double get_lr(const TrainConfig& config, int64_t it);
+
+struct TrainResult {
+  int64_t iter_num = 0;        // the next iteration a resume would run
+  double best_val_loss = 1e9;
+  double last_train_loss = 0;  // loss of the last logged iteration
+  double last_val_loss = 0;    // val loss of the last eval (NaN when none ran)
+  bool interrupted = false;
+};
+
+struct TrainHooks {
+  // Polled between iterations; when it becomes true the run saves a checkpoint and stops.
+  const std::atomic<bool>* stop_requested = nullptr;
+  // Receives every line the trainer prints (default: stdout).
+  std::function<void(const std::string&)> print;
+};
+
+TrainResult train(const TrainConfig& config, const TrainHooks& hooks = {});
+
+}  // namespace nanogpt

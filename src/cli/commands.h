@@ -1,0 +1,17 @@
+#pragma once
+// Each subcommand registers itself on the app and runs through a callback.
+#include <CLI/CLI.hpp>
+
+namespace nanogpt::cli {
+
+// A usage or config problem: the binary exits with code 2 (runtime errors exit with 1).
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void add_train_command(CLI::App& app);
+void add_sample_command(CLI::App& app);
+void add_prepare_command(CLI::App& app);
+void add_config_command(CLI::App& app);
+
+}  // namespace nanogpt::cli

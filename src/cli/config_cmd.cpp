@@ -1,0 +1,36 @@
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "nanogpt/config.h"
+
+namespace nanogpt::cli {
+
+void add_config_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("config", "Show the resolved config or the list of keys");
+  cmd->require_subcommand(1);
+
+  auto* show = cmd->add_subcommand("show", "Print the config that `train` would run: nanogpt config show [CONFIG.yaml] [--key=value ...]");
+  show->allow_extras();
+  auto config_path = std::make_shared<std::string>();
+  auto format = std::make_shared<std::string>("yaml");
+  show->add_option("config", *config_path, "YAML config");
+  show->add_option("--format", *format, "yaml or json")->check(CLI::IsMember({"yaml", "json"}));
+  show->callback([show, config_path, format] {
+    const TrainConfig config = load_config(*config_path, show->remaining());
+    if (*format == "json") {
+      std::cout << to_json(config).dump(2) << std::endl;
+    } else {
+      std::cout << to_yaml(config);
+    }
+  });
+
+  auto* keys = cmd->add_subcommand("keys", "List every config key with its default");
+  keys->callback([] {
+    const auto defaults = to_json(default_config());
+    for (const auto& key : config_keys()) std::cout << key << ": " << defaults.at(key).dump() << "\n";
+  });
+}
+
+}  // namespace nanogpt::cli

@@ -1,0 +1,31 @@
+#include <iostream>
+
+#include "commands.h"
+#include "nanogpt/sample.h"
+
+namespace nanogpt::cli {
+
+void add_sample_command(CLI::App& app) {
+  auto options = std::make_shared<SampleOptions>();
+  auto top_k = std::make_shared<int64_t>(200);
+  auto* cmd = app.add_subcommand("sample", "Sample text from out_dir/ckpt.pt (nanoGPT's sample.py)");
+  cmd->add_option("--out_dir", options->out_dir, "folder with ckpt.pt")->capture_default_str();
+  cmd->add_option("--start", options->start, "start text, or FILE:path")->capture_default_str();
+  cmd->add_option("--num_samples", options->num_samples, "number of samples")->capture_default_str();
+  cmd->add_option("--max_new_tokens", options->max_new_tokens, "tokens generated per sample")->capture_default_str();
+  cmd->add_option("--temperature", options->temperature, "1.0 = no change, < 1.0 = less random")->capture_default_str();
+  cmd->add_option("--top_k", *top_k, "keep only the top_k most likely tokens (0: all)")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
+  cmd->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
+  cmd->add_option("--data_dir", options->data_dir, "dataset folder with meta.json (default: from the checkpoint's config)");
+  cmd->add_option("--num_threads", options->num_threads, "CPU threads (0: all)")->capture_default_str();
+  cmd->add_flag("!--no_kv_cache", options->use_kv_cache, "recompute the whole context at each step, like nanoGPT");
+  cmd->callback([options, top_k] {
+    options->top_k = *top_k > 0 ? std::optional<int64_t>(*top_k) : std::nullopt;
+    sample(*options, [](const std::string& text) {
+      std::cout << text << "\n---------------" << std::endl;
+    });
+  });
+}
+
+}  // namespace nanogpt::cli

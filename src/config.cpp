@@ -1,0 +1,328 @@
+#include "nanogpt/config.h"
+
+#include <yaml-cpp/yaml.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <variant>
+
+#include "nanogpt/compat.h"
+
+namespace nanogpt {
+
+namespace {
+
+using Field = std::variant<int64_t TrainConfig::*, double TrainConfig::*, bool TrainConfig::*,
+                           std::string TrainConfig::*>;
+
+struct KeySpec {
+  const char* name;
+  Field field;
+};
+
+const std::vector<KeySpec>& key_specs() {
+  static const std::vector<KeySpec> specs = {
+      {"out_dir", &TrainConfig::out_dir},
+      {"eval_interval", &TrainConfig::eval_interval},
+      {"log_interval", &TrainConfig::log_interval},
+      {"eval_iters", &TrainConfig::eval_iters},
+      {"eval_only", &TrainConfig::eval_only},
+      {"always_save_checkpoint", &TrainConfig::always_save_checkpoint},
+      {"init_from", &TrainConfig::init_from},
+      {"wandb_log", &TrainConfig::wandb_log},
+      {"wandb_project", &TrainConfig::wandb_project},
+      {"wandb_run_name", &TrainConfig::wandb_run_name},
+      {"dataset", &TrainConfig::dataset},
+      {"gradient_accumulation_steps", &TrainConfig::gradient_accumulation_steps},
+      {"batch_size", &TrainConfig::batch_size},
+      {"block_size", &TrainConfig::block_size},
+      {"n_layer", &TrainConfig::n_layer},
+      {"n_head", &TrainConfig::n_head},
+      {"n_embd", &TrainConfig::n_embd},
+      {"dropout", &TrainConfig::dropout},
+      {"bias", &TrainConfig::bias},
+      {"learning_rate", &TrainConfig::learning_rate},
+      {"max_iters", &TrainConfig::max_iters},
+      {"weight_decay", &TrainConfig::weight_decay},
+      {"beta1", &TrainConfig::beta1},
+      {"beta2", &TrainConfig::beta2},
+      {"grad_clip", &TrainConfig::grad_clip},
+      {"decay_lr", &TrainConfig::decay_lr},
+      {"warmup_iters", &TrainConfig::warmup_iters},
+      {"lr_decay_iters", &TrainConfig::lr_decay_iters},
+      {"min_lr", &TrainConfig::min_lr},
+      {"backend", &TrainConfig::backend},
+      {"device", &TrainConfig::device},
+      {"dtype", &TrainConfig::dtype},
+      {"compile", &TrainConfig::compile},
+      {"data_dir", &TrainConfig::data_dir},
+      {"seed", &TrainConfig::seed},
+      {"num_threads", &TrainConfig::num_threads},
+      {"mfu_peak_flops", &TrainConfig::mfu_peak_flops},
+  };
+  return specs;
+}
+
+const KeySpec* find_key(const std::string& key) {
+  for (const auto& spec : key_specs()) {
+    if (key == spec.name) return &spec;
+  }
+  return nullptr;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+[[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
+  std::string closest;
+  size_t best = SIZE_MAX;
+  for (const auto& spec : key_specs()) {
+    const size_t d = edit_distance(key, spec.name);
+    if (d < best) best = d, closest = spec.name;
+  }
+  throw ConfigError(fmt::format("{}: unknown config key '{}' (did you mean '{}'?)", origin, key, closest));
+}
+
+std::string strip_quotes(const std::string& s) {
+  if (s.size() >= 2 && (s.front() == '\'' || s.front() == '"') && s.back() == s.front()) {
+    return s.substr(1, s.size() - 2);
+  }
+  return s;
+}
+
+int64_t parse_int(const std::string& key, const std::string& text, const std::string& origin) {
+  errno = 0;
+  char* end = nullptr;
+  const long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno == ERANGE) {
+    throw ConfigError(fmt::format("{}: key '{}' expects an integer, got '{}'", origin, key, text));
+  }
+  return v;
+}
+
+double parse_float(const std::string& key, const std::string& text, const std::string& origin) {
+  errno = 0;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || errno == ERANGE || !std::isfinite(v)) {
+    throw ConfigError(fmt::format("{}: key '{}' expects a number, got '{}'", origin, key, text));
+  }
+  return v;
+}
+
+bool parse_bool(const std::string& key, const std::string& text, const std::string& origin) {
+  if (text == "True" || text == "true") return true;
+  if (text == "False" || text == "false") return false;
+  throw ConfigError(fmt::format("{}: key '{}' expects true or false, got '{}'", origin, key, text));
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw ConfigError(message);
+}
+
+}  // namespace
+
+std::string TrainConfig::resolved_data_dir() const {
+  return data_dir.empty() ? (std::filesystem::path("data") / dataset).string() : data_dir;
+}
+
+TrainConfig default_config() {
+  TrainConfig config;
+  if (!cuda_available()) config.device = "cpu";
+  return config;
+}
+
+const std::vector<std::string>& config_keys() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const auto& spec : key_specs()) out.emplace_back(spec.name);
+    return out;
+  }();
+  return names;
+}
+
+void set_config_value(TrainConfig& config, const std::string& key, const std::string& value,
+                      const std::string& origin) {
+  const KeySpec* spec = find_key(key);
+  if (spec == nullptr) unknown_key(key, origin);
+  std::visit(
+      [&](auto member) {
+        using T = std::decay_t<decltype(config.*member)>;
+        if constexpr (std::is_same_v<T, int64_t>) {
+          config.*member = parse_int(key, value, origin);
+        } else if constexpr (std::is_same_v<T, double>) {
+          config.*member = parse_float(key, value, origin);
+        } else if constexpr (std::is_same_v<T, bool>) {
+          config.*member = parse_bool(key, value, origin);
+        } else {
+          config.*member = strip_quotes(value);
+        }
+      },
+      spec->field);
+}
+
+void apply_yaml_file(TrainConfig& config, const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) {
+    throw ConfigError(fmt::format("config file '{}' does not exist or is not a file", path));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
+                                  e.mark.column + 1, e.msg));
+  }
+  if (root.IsNull()) return;
+  if (!root.IsMap()) {
+    throw ConfigError(fmt::format("{}: expected a mapping of config keys to values", path));
+  }
+  for (const auto& item : root) {
+    const std::string key = item.first.as<std::string>();
+    const std::string origin = fmt::format("{}:{}", path, item.first.Mark().line + 1);
+    if (!item.second.IsScalar()) {
+      if (find_key(key) == nullptr) unknown_key(key, origin);
+      throw ConfigError(fmt::format("{}: key '{}' expects a single value, not a list or mapping", origin, key));
+    }
+    const YAML::Node& node = item.second;
+    std::string text = node.Scalar();
+    // A quoted YAML string stays a string, even "123"; only string keys accept it.
+    if (node.Tag() == "!" && find_key(key) != nullptr &&
+        !std::holds_alternative<std::string TrainConfig::*>(find_key(key)->field)) {
+      throw ConfigError(fmt::format("{}: key '{}' expects a {} value, got the string \"{}\"", origin, key,
+                                    std::holds_alternative<bool TrainConfig::*>(find_key(key)->field) ? "boolean" : "numeric",
+                                    text));
+    }
+    set_config_value(config, key, text, origin);
+  }
+}
+
+void apply_overrides(TrainConfig& config, const std::vector<std::string>& args) {
+  for (const auto& arg : args) {
+    const auto eq = arg.find('=');
+    if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
+      throw ConfigError(fmt::format("override '{}' must look like --key=value", arg));
+    }
+    set_config_value(config, arg.substr(2, eq - 2), arg.substr(eq + 1), "command line");
+  }
+}
+
+void validate(const TrainConfig& c) {
+  auto positive = [](const char* key, int64_t v) {
+    require(v > 0, fmt::format("config key '{}' must be a positive integer, got {}", key, v));
+  };
+  positive("n_layer", c.n_layer);
+  positive("n_head", c.n_head);
+  positive("n_embd", c.n_embd);
+  positive("block_size", c.block_size);
+  positive("batch_size", c.batch_size);
+  positive("gradient_accumulation_steps", c.gradient_accumulation_steps);
+  positive("eval_interval", c.eval_interval);
+  positive("log_interval", c.log_interval);
+  positive("eval_iters", c.eval_iters);
+  require(c.max_iters >= 0, fmt::format("config key 'max_iters' must be >= 0, got {}", c.max_iters));
+  require(c.warmup_iters >= 0, fmt::format("config key 'warmup_iters' must be >= 0, got {}", c.warmup_iters));
+  require(c.num_threads >= 0, fmt::format("config key 'num_threads' must be >= 0 (0 = all cores), got {}", c.num_threads));
+  require(c.n_embd % c.n_head == 0,
+          fmt::format("n_embd ({}) must be divisible by n_head ({})", c.n_embd, c.n_head));
+  require(c.dropout >= 0.0 && c.dropout < 1.0,
+          fmt::format("config key 'dropout' must be in [0, 1), got {}", c.dropout));
+  require(c.learning_rate >= 0.0, fmt::format("config key 'learning_rate' must be >= 0, got {}", c.learning_rate));
+  require(c.min_lr >= 0.0, fmt::format("config key 'min_lr' must be >= 0, got {}", c.min_lr));
+  require(c.weight_decay >= 0.0, fmt::format("config key 'weight_decay' must be >= 0, got {}", c.weight_decay));
+  require(c.grad_clip >= 0.0, fmt::format("config key 'grad_clip' must be >= 0 (0 disables), got {}", c.grad_clip));
+  require(c.beta1 >= 0.0 && c.beta1 < 1.0, fmt::format("config key 'beta1' must be in [0, 1), got {}", c.beta1));
+  require(c.beta2 >= 0.0 && c.beta2 < 1.0, fmt::format("config key 'beta2' must be in [0, 1), got {}", c.beta2));
+  require(c.mfu_peak_flops > 0.0, fmt::format("config key 'mfu_peak_flops' must be > 0, got {}", c.mfu_peak_flops));
+  require(!c.decay_lr || c.lr_decay_iters > c.warmup_iters,
+          fmt::format("lr_decay_iters ({}) must be larger than warmup_iters ({}) when decay_lr is true",
+                      c.lr_decay_iters, c.warmup_iters));
+  require(c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16",
+          fmt::format("config key 'dtype' must be float32, bfloat16 or float16, got '{}'", c.dtype));
+  require(c.dtype == "float32",
+          fmt::format("dtype '{}' is not available yet in this port (mixed precision is tracked in the "
+                      "memory issue); use dtype: float32",
+                      c.dtype));
+  require(c.init_from == "scratch" || c.init_from == "resume",
+          fmt::format("config key 'init_from' must be 'scratch' or 'resume', got '{}' (GPT-2 weight "
+                      "import is not available yet)",
+                      c.init_from));
+  require(c.backend == "nccl" || c.backend == "gloo",
+          fmt::format("config key 'backend' must be 'nccl' or 'gloo', got '{}'", c.backend));
+  require(!c.out_dir.empty(), "config key 'out_dir' must not be empty");
+  require(!c.dataset.empty() || !c.data_dir.empty(), "config key 'dataset' must not be empty");
+  try {
+    parse_device(c.device);
+  } catch (const std::invalid_argument& e) {
+    throw ConfigError(std::string("config key 'device': ") + e.what());
+  }
+}
+
+TrainConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
+  TrainConfig config = default_config();
+  if (!yaml_path.empty()) apply_yaml_file(config, yaml_path);
+  apply_overrides(config, overrides);
+  validate(config);
+  return config;
+}
+
+nlohmann::json to_json(const TrainConfig& config) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& spec : key_specs()) {
+    std::visit([&](auto member) { j[spec.name] = config.*member; }, spec.field);
+  }
+  return j;
+}
+
+TrainConfig config_from_json(const nlohmann::json& j) {
+  TrainConfig config = default_config();
+  for (const auto& spec : key_specs()) {
+    if (!j.contains(spec.name)) continue;
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(config.*member)>;
+          config.*member = j.at(spec.name).get<T>();
+        },
+        spec.field);
+  }
+  return config;
+}
+
+std::string to_yaml(const TrainConfig& config) {
+  std::ostringstream out;
+  for (const auto& spec : key_specs()) {
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(config.*member)>;
+          const auto& v = config.*member;
+          if constexpr (std::is_same_v<T, bool>) {
+            out << spec.name << ": " << (v ? "true" : "false") << "\n";
+          } else if constexpr (std::is_same_v<T, std::string>) {
+            out << spec.name << ": " << nlohmann::json(v).dump() << "\n";
+          } else {
+            out << spec.name << ": " << nlohmann::json(v).dump() << "\n";
+          }
+        },
+        spec.field);
+  }
+  return out.str();
+}
+
+}  // namespace nanogpt

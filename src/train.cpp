@@ -1,0 +1,253 @@
+// nanoGPT's train.py as one readable loop: set-up, get_batch, estimate_loss, get_lr, the loop.
+#include "nanogpt/train.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nanogpt/checkpoint.h"
+#include "nanogpt/compat.h"
+#include "nanogpt/data.h"
+#include "nanogpt/metrics.h"
+#include "nanogpt/model.h"
+#include "nanogpt/tokenizer.h"
+
+namespace nanogpt {
+
+namespace fs = std::filesystem;
+
+double get_lr(const TrainConfig& c, int64_t it) {
+  // 1) linear warmup for warmup_iters steps
+  if (it < c.warmup_iters) return c.learning_rate * static_cast<double>(it + 1) / static_cast<double>(c.warmup_iters + 1);
+  // 2) past lr_decay_iters, the minimum learning rate
+  if (it > c.lr_decay_iters) return c.min_lr;
+  // 3) in between, cosine decay down to the minimum
+  const double decay_ratio =
+      static_cast<double>(it - c.warmup_iters) / static_cast<double>(c.lr_decay_iters - c.warmup_iters);
+  const double coeff = 0.5 * (1.0 + std::cos(M_PI * decay_ratio));
+  return c.min_lr + coeff * (c.learning_rate - c.min_lr);
+}
+
+namespace {
+
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// The dataset's vocabulary size from meta.json, when the dataset has one.
+std::optional<int64_t> meta_vocab_size(const std::string& data_dir) {
+  const fs::path meta_path = fs::path(data_dir) / "meta.json";
+  if (!fs::exists(meta_path)) return std::nullopt;
+  return read_meta_json(meta_path.string()).vocab_size;
+}
+
+TokenFile open_split(const TrainConfig& c, const std::string& name) {
+  const fs::path path = fs::path(c.resolved_data_dir()) / (name + ".bin");
+  if (!fs::exists(path)) {
+    throw DataError(fmt::format("token file '{}' does not exist; prepare the dataset first (see data/README.md) "
+                                "or set data_dir",
+                                path.string()));
+  }
+  TokenFile file(path.string());
+  if (file.size() <= c.block_size) {
+    throw DataError(fmt::format("token file '{}' has {} tokens; block_size {} needs at least {}", path.string(),
+                                file.size(), c.block_size, c.block_size + 1));
+  }
+  return file;
+}
+
+void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) {
+    static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+  }
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
+  auto print = hooks.print ? hooks.print : [](const std::string& line) { std::cout << line << std::endl; };
+  const at::Device device = parse_device(config.device);
+  const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads();
+  at::set_num_threads(threads);
+  const int64_t gradient_accumulation_steps = config.gradient_accumulation_steps;
+  const int64_t tokens_per_iter = gradient_accumulation_steps * config.batch_size * config.block_size;
+  print(fmt::format("tokens per iteration will be: {}", with_commas(tokens_per_iter)));
+  print(fmt::format("device: {}, threads: {}, {}", config.device, threads, torch_build_summary()));
+
+  fs::create_directories(config.out_dir);
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+
+  // poor man's data loader: memory-mapped token files, random windows
+  const TokenFile train_data = open_split(config, "train");
+  const TokenFile val_data = open_split(config, "val");
+  auto get_batch_split = [&](const std::string& split) {
+    return get_batch(split == "train" ? train_data : val_data, config.batch_size, config.block_size, device);
+  };
+
+  int64_t iter_num = 0;
+  double best_val_loss = 1e9;
+  const std::optional<int64_t> meta_vocab = meta_vocab_size(config.resolved_data_dir());
+  if (meta_vocab) print(fmt::format("found vocab_size = {} (inside {}/meta.json)", *meta_vocab, config.resolved_data_dir()));
+
+  GPTConfig model_args{config.block_size, 0, config.n_layer, config.n_head, config.n_embd, config.dropout, config.bias};
+  const std::string ckpt_path = (fs::path(config.out_dir) / "ckpt.pt").string();
+  CheckpointInfo resumed;
+  if (config.init_from == "scratch") {
+    print("Initializing a new model from scratch");
+    if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
+    model_args.vocab_size = meta_vocab.value_or(50304);
+  } else {
+    print(fmt::format("Resuming training from {}", config.out_dir));
+    resumed = read_checkpoint_info(ckpt_path);
+    // the shape must equal the checkpoint's; dropout may change
+    const GPTConfig& saved = resumed.model_args;
+    model_args = {saved.block_size, saved.vocab_size, saved.n_layer, saved.n_head, saved.n_embd, config.dropout, saved.bias};
+  }
+  if (meta_vocab && model_args.vocab_size < *meta_vocab) {
+    throw DataError(fmt::format("the model's vocab_size {} is smaller than the dataset's {}", model_args.vocab_size,
+                                *meta_vocab));
+  }
+  GPT model(model_args);
+  print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
+  if (config.block_size < model->config.block_size) {
+    model->crop_block_size(config.block_size);
+    model_args.block_size = config.block_size;
+  }
+  model->to(device);
+
+  auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
+  for (size_t g = 0; g < 2; ++g) {
+    int64_t n = 0;
+    for (const auto& p : optimizer->param_groups()[g].params()) n += p.numel();
+    print(fmt::format("num {}decayed parameter tensors: {}, with {} parameters", g == 0 ? "" : "non-",
+                      optimizer->param_groups()[g].params().size(), with_commas(n)));
+  }
+  if (config.init_from == "resume") {
+    load_checkpoint_state(ckpt_path, model, optimizer.get());
+    iter_num = resumed.iter_num;
+    best_val_loss = resumed.best_val_loss;
+    if (resumed.rng_state.defined()) {
+      at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
+      cpu_generator.set_state(resumed.rng_state);
+    }
+  }
+
+  const nlohmann::json config_json = to_json(config);
+  MetricsLog metrics((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
+
+  // The generator state before each training batch is drawn: a checkpoint stores the state
+  // before the pending batch, so that a resumed run draws that same batch again.
+  at::Generator generator = at::detail::getDefaultCPUGenerator();
+  at::Tensor pending_batch_rng_state;
+  auto next_train_batch = [&] {
+    pending_batch_rng_state = generator.get_state();
+    return get_batch_split("train");
+  };
+  auto save = [&](int64_t at_iter) {
+    CheckpointInfo info{model_args, at_iter, best_val_loss, config_json, pending_batch_rng_state};
+    print(fmt::format("saving checkpoint to {}", config.out_dir));
+    save_checkpoint(ckpt_path, model, optimizer.get(), info);
+  };
+
+  // helps estimate an arbitrarily accurate loss over either split using many batches
+  auto estimate_loss = [&] {
+    torch::NoGradGuard no_grad;
+    model->eval();
+    std::map<std::string, double> out;
+    for (const std::string split : {"train", "val"}) {
+      at::Tensor losses = torch::zeros({config.eval_iters});
+      for (int64_t k = 0; k < config.eval_iters; ++k) {
+        auto [X, Y] = get_batch_split(split);
+        losses[k] = std::get<1>(model->forward(X, Y)).item<float>();
+      }
+      out[split] = losses.mean().item<float>();
+    }
+    model->train();
+    return out;
+  };
+
+  TrainResult result;
+  result.last_val_loss = std::nan("");
+  auto [X, Y] = next_train_batch();  // fetch the very first batch
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t local_iter_num = 0;
+  double running_mfu = -1.0;
+  at::Tensor loss;
+  while (true) {
+    const double lr = config.decay_lr ? get_lr(config, iter_num) : config.learning_rate;
+    set_learning_rate(*optimizer, lr);
+
+    // evaluate the loss on train/val sets and write checkpoints
+    if (iter_num % config.eval_interval == 0 || config.eval_only) {
+      auto losses = estimate_loss();
+      print(fmt::format("step {}: train loss {:.4f}, val loss {:.4f}", iter_num, losses["train"], losses["val"]));
+      metrics.write({{"kind", "eval"}, {"iter", iter_num}, {"train_loss", losses["train"]}, {"val_loss", losses["val"]}, {"lr", lr}});
+      result.last_val_loss = losses["val"];
+      if (config.eval_only) break;
+      if (losses["val"] < best_val_loss || config.always_save_checkpoint) {
+        best_val_loss = losses["val"];
+        if (iter_num > 0) save(iter_num);
+      }
+    }
+
+    // forward backward update, with gradient accumulation to simulate a larger batch
+    for (int64_t micro_step = 0; micro_step < gradient_accumulation_steps; ++micro_step) {
+      loss = std::get<1>(model->forward(X, Y)) / static_cast<double>(gradient_accumulation_steps);
+      std::tie(X, Y) = next_train_batch();  // prefetch while the device works on the forward pass
+      loss.backward();
+    }
+    if (config.grad_clip != 0.0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
+    optimizer->step();
+    zero_grad_set_to_none(model->parameters());  // free the gradients as soon as possible
+
+    // timing and logging
+    const auto t1 = std::chrono::steady_clock::now();
+    const double dt = std::chrono::duration<double>(t1 - t0).count();
+    t0 = t1;
+    if (iter_num % config.log_interval == 0) {
+      // a host sync: only at log intervals
+      const double lossf = loss.item<double>() * static_cast<double>(gradient_accumulation_steps);
+      if (local_iter_num >= 5) {  // let the training loop settle a bit
+        const double mfu = model->estimate_mfu(config.batch_size * gradient_accumulation_steps, dt, config.mfu_peak_flops);
+        running_mfu = running_mfu == -1.0 ? mfu : 0.9 * running_mfu + 0.1 * mfu;
+      }
+      print(fmt::format("iter {}: loss {:.4f}, time {:.2f}ms, mfu {:.2f}%", iter_num, lossf, dt * 1000, running_mfu * 100));
+      metrics.write({{"kind", "iter"},
+                     {"iter", iter_num},
+                     {"loss", lossf},
+                     {"lr", lr},
+                     {"ms", dt * 1000},
+                     {"tokens_per_s", static_cast<double>(tokens_per_iter) / dt},
+                     {"mfu", running_mfu < 0 ? nlohmann::json(nullptr) : nlohmann::json(running_mfu)}});
+      result.last_train_loss = lossf;
+    }
+    iter_num += 1;
+    local_iter_num += 1;
+
+    if (hooks.stop_requested != nullptr && hooks.stop_requested->load()) {
+      print(fmt::format("interrupted at iteration {}", iter_num));
+      save(iter_num);
+      result.interrupted = true;
+      break;
+    }
+    // termination conditions
+    if (iter_num > config.max_iters) break;
+  }
+  result.iter_num = iter_num;
+  result.best_val_loss = best_val_loss;
+  return result;
+}
+
+}  // namespace nanogpt

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End to end through the binary: prepare a char dataset, train a few iterations, resume,
+# sample (with and without the KV cache), and the exit codes of bad input.
+set -euo pipefail
+nanogpt="$1"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+for i in $(seq 1 300); do echo "First Citizen: we are accounted poor citizens, the patricians good."; done > input.txt
+"$nanogpt" prepare char --input input.txt --out-dir data/tiny > prepare.log
+grep -q "vocab size: 23" prepare.log || fail "prepare: $(cat prepare.log)"
+[ -s data/tiny/train.bin ] && [ -s data/tiny/val.bin ] && [ -s data/tiny/meta.json ] || fail "prepare outputs missing"
+
+cat > tiny.yaml <<'YAML'
+out_dir: out-tiny
+dataset: tiny
+device: cpu
+n_layer: 2
+n_head: 2
+n_embd: 32
+block_size: 32
+batch_size: 8
+gradient_accumulation_steps: 1
+max_iters: 30
+lr_decay_iters: 30
+warmup_iters: 5
+learning_rate: 1.0e-2
+min_lr: 1.0e-3
+eval_interval: 10
+eval_iters: 4
+log_interval: 5
+num_threads: 1
+always_save_checkpoint: true
+YAML
+"$nanogpt" train tiny.yaml --max_iters=20 > train.log
+grep -q "^iter 20: loss" train.log || fail "train log: $(tail -5 train.log)"
+grep -q "^step 20: train loss" train.log || fail "no eval line"
+[ -f out-tiny/ckpt.pt ] || fail "no checkpoint"
+[ "$(grep -c '"kind":"iter"' out-tiny/metrics.jsonl)" = 5 ] || fail "metrics.jsonl: $(cat out-tiny/metrics.jsonl)"
+
+"$nanogpt" train tiny.yaml --init_from=resume > resume.log
+grep -q "Resuming training from out-tiny" resume.log || fail "resume"
+grep -q "^iter 30: loss" resume.log || fail "resume did not reach 30"
+grep -q "^iter 20: loss" resume.log || fail "resume did not restart at 20"
+
+"$nanogpt" sample --out_dir=out-tiny --start="First" --num_samples=2 --max_new_tokens=40 --seed=7 > sample.txt
+[ "$(grep -c -- '^---------------$' sample.txt)" = 2 ] || fail "sample count: $(cat sample.txt)"
+head -1 sample.txt | grep -q "^First" || fail "sample does not start with the prompt"
+"$nanogpt" sample --out_dir=out-tiny --start="First" --num_samples=1 --max_new_tokens=60 --top_k=1 > greedy_cached.txt
+"$nanogpt" sample --out_dir=out-tiny --start="First" --num_samples=1 --max_new_tokens=60 --top_k=1 --no_kv_cache > greedy_full.txt
+cmp -s greedy_cached.txt greedy_full.txt || fail "greedy text differs with and without the KV cache"
+echo "Citizen" > prompt.txt
+"$nanogpt" sample --out_dir=out-tiny --start=FILE:prompt.txt --num_samples=1 --max_new_tokens=5 | head -1 | grep -q "^Citizen" \
+  || fail "FILE: prompt"
+
+expect_exit() {  # expected code, pattern in stderr, command...
+  local code=$1 pattern=$2; shift 2
+  set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e
+  [ "$got" = "$code" ] || fail "exit $got (expected $code) for: $* -- $(cat err.txt)"
+  grep -q -- "$pattern" err.txt || fail "stderr of '$*' lacks '$pattern': $(cat err.txt)"
+}
+expect_exit 2 "unknown config key 'n_layers' (did you mean 'n_layer'?)" "$nanogpt" train tiny.yaml --n_layers=3
+expect_exit 2 "expects an integer, got '1.5'" "$nanogpt" train tiny.yaml --batch_size=1.5
+expect_exit 2 "config file 'missing.yaml' does not exist" "$nanogpt" train missing.yaml
+expect_exit 1 "data/none/train.bin' does not exist" "$nanogpt" train tiny.yaml --dataset=none --out_dir=out-none
+[ ! -e out-none/ckpt.pt ] || fail "a failed run left a checkpoint"
+expect_exit 1 "checkpoint 'nowhere/ckpt.pt' does not exist" "$nanogpt" sample --out_dir=nowhere
+expect_exit 2 "temperature must be > 0" "$nanogpt" sample --out_dir=out-tiny --temperature=0
+expect_exit 2 "does not exist or is not a file" "$nanogpt" prepare char --input nothere.txt --out-dir x
+expect_exit 2 "" "$nanogpt" frobnicate
+echo "cli end to end: ok"

@@ -1,0 +1,198 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <atomic>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
+#include "nanogpt/checkpoint.h"
+#include "nanogpt/data.h"
+#include "nanogpt/train.h"
+#include "test_util.h"
+
+using namespace nanogpt;
+using nanogpt::testing::TempDir;
+
+namespace {
+
+// iteration -> loss, from out_dir/metrics.jsonl
+std::map<int64_t, double> logged_losses(const std::string& out_dir) {
+  std::map<int64_t, double> losses;
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto record = nlohmann::json::parse(line);
+    if (record["kind"] == "iter") losses[record["iter"].get<int64_t>()] = record["loss"].get<double>();
+  }
+  return losses;
+}
+
+TrainHooks quiet() {
+  TrainHooks hooks;
+  hooks.print = [](const std::string&) {};
+  return hooks;
+}
+
+}  // namespace
+
+TEST(Train, LearningRateScheduleIsWarmupThenCosine) {
+  TrainConfig c = default_config();
+  c.learning_rate = 1e-3;
+  c.min_lr = 1e-4;
+  c.warmup_iters = 10;
+  c.lr_decay_iters = 110;
+  EXPECT_DOUBLE_EQ(get_lr(c, 0), 1e-3 * 1 / 11);
+  EXPECT_DOUBLE_EQ(get_lr(c, 9), 1e-3 * 10 / 11);
+  EXPECT_DOUBLE_EQ(get_lr(c, 10), 1e-3);
+  EXPECT_NEAR(get_lr(c, 60), 1e-4 + 0.5 * (1e-3 - 1e-4), 1e-15);
+  EXPECT_NEAR(get_lr(c, 110), 1e-4, 1e-15);
+  EXPECT_DOUBLE_EQ(get_lr(c, 111), 1e-4);
+}
+
+TEST(Train, TwoLayerModelOverfitsATinyCorpus) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data");
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "out");
+  c.max_iters = 150;
+  c.lr_decay_iters = 150;
+  c.eval_interval = 150;
+  c.eval_iters = 5;
+  const TrainResult result = train(c, quiet());
+  // One sentence repeated: ln(19 characters) = 2.94 at init, far below 0.5 once memorised.
+  EXPECT_EQ(result.iter_num, 151);
+  EXPECT_LT(result.last_val_loss, 0.5);
+  const auto losses = logged_losses(c.out_dir);
+  EXPECT_GT(losses.at(0), 2.5);
+  EXPECT_LT(losses.at(150), 0.5);
+}
+
+TEST(Train, CheckpointRoundTripRestoresWeightsAndMetadata) {
+  TempDir dir;
+  torch::manual_seed(3);
+  GPT model(GPTConfig{16, 20, 2, 2, 16, 0.0, true});
+  auto optimizer = model->configure_optimizers(0.1, 1e-3, {0.9, 0.95});
+  auto [logits, loss] = model->forward(torch::randint(20, {2, 16}, torch::kLong), torch::randint(20, {2, 16}, torch::kLong));
+  loss.backward();
+  optimizer->step();
+  CheckpointInfo info{model->config, 42, 1.25, nlohmann::json{{"dataset", "x"}}, torch::ones({3}, torch::kByte)};
+  save_checkpoint(dir / "ckpt.pt", model, optimizer.get(), info);
+  EXPECT_FALSE(std::filesystem::exists(dir / "ckpt.pt.tmp"));
+
+  CheckpointInfo loaded_info;
+  GPT loaded = load_model(dir / "ckpt.pt", &loaded_info);
+  EXPECT_EQ(loaded_info.iter_num, 42);
+  EXPECT_DOUBLE_EQ(loaded_info.best_val_loss, 1.25);
+  EXPECT_EQ(loaded_info.config["dataset"], "x");
+  EXPECT_EQ(loaded_info.model_args.n_embd, 16);
+  EXPECT_TRUE(loaded_info.model_args.bias);
+  EXPECT_TRUE(torch::equal(loaded_info.rng_state, torch::ones({3}, torch::kByte)));
+  auto a = model->named_parameters(), b = loaded->named_parameters();
+  for (const auto& item : a) EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+
+  auto optimizer2 = loaded->configure_optimizers(0.1, 1e-3, {0.9, 0.95});
+  load_checkpoint_state(dir / "ckpt.pt", loaded, optimizer2.get());
+  const auto& state = optimizer2->state();
+  EXPECT_EQ(state.size(), model->parameters().size());
+}
+
+TEST(Train, CheckpointOfAnotherShapeIsRejectedWithTheTensorName) {
+  TempDir dir;
+  GPT model(GPTConfig{16, 20, 1, 2, 16, 0.0, false});
+  save_checkpoint(dir / "ckpt.pt", model, nullptr, CheckpointInfo{model->config, 1, 1.0, nlohmann::json::object(), {}});
+  GPT other(GPTConfig{16, 20, 1, 2, 32, 0.0, false});
+  try {
+    load_checkpoint_state(dir / "ckpt.pt", other, nullptr);
+    FAIL();
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'transformer.wte.weight' has shape 20x16 but the model expects 20x32"),
+              std::string::npos);
+  }
+  nanogpt::testing::write_text(dir / "bad.pt", "not a zip");
+  EXPECT_THROW(read_checkpoint_info(dir / "bad.pt"), CheckpointError);
+  EXPECT_THROW(read_checkpoint_info(dir / "none.pt"), CheckpointError);
+}
+
+TEST(Train, ResumeContinuesExactly) {
+  for (double dropout : {0.0, 0.2}) {
+    TempDir dir;
+    nanogpt::testing::make_char_dataset(dir / "data");
+    TrainConfig straight = nanogpt::testing::tiny_config(dir / "data", dir / "straight");
+    straight.dropout = dropout;
+    straight.always_save_checkpoint = true;
+    train(straight, quiet());  // iterations 0..20
+
+    TrainConfig first = straight;
+    first.out_dir = dir / "split";
+    first.max_iters = 10;  // checkpoint at the eval of iteration 10, then step 10
+    train(first, quiet());
+    TrainConfig second = first;
+    second.max_iters = 20;
+    second.init_from = "resume";
+    const TrainResult resumed = train(second, quiet());
+    EXPECT_EQ(resumed.iter_num, 21);
+
+    const auto expected = logged_losses(straight.out_dir);
+    const auto got = logged_losses(second.out_dir);  // 0..10 of the first run, then 10..20 again
+    ASSERT_EQ(expected.size(), 21u);
+    for (int64_t it = 0; it <= 20; ++it) {
+      EXPECT_NEAR(got.at(it), expected.at(it), 1e-6) << "iteration " << it << " dropout " << dropout;
+    }
+  }
+}
+
+TEST(Train, StopRequestSavesACheckpointThatResumes) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data");
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "out");
+  std::atomic<bool> stop{true};  // stop right after the first iteration
+  TrainHooks hooks = quiet();
+  hooks.stop_requested = &stop;
+  const TrainResult result = train(c, hooks);
+  EXPECT_TRUE(result.interrupted);
+  EXPECT_EQ(result.iter_num, 1);
+  EXPECT_EQ(read_checkpoint_info(c.out_dir + "/ckpt.pt").iter_num, 1);
+
+  TrainConfig straight = c;
+  straight.out_dir = dir / "straight";
+  straight.max_iters = 3;
+  train(straight, quiet());
+  TrainConfig resume = c;
+  resume.init_from = "resume";
+  resume.max_iters = 3;
+  train(resume, quiet());
+  const auto expected = logged_losses(straight.out_dir);
+  const auto got = logged_losses(resume.out_dir);
+  for (int64_t it = 0; it <= 3; ++it) EXPECT_NEAR(got.at(it), expected.at(it), 1e-6) << it;
+}
+
+TEST(Train, MissingDataAndTooShortDataAreClearErrors) {
+  TempDir dir;
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "nodata", dir / "out");
+  try {
+    train(c, quiet());
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("nodata/train.bin' does not exist"), std::string::npos);
+  }
+  nanogpt::testing::make_char_dataset(dir / "data", 1);  // 43 characters: val has 5
+  c.data_dir = dir / "data";
+  try {
+    train(c, quiet());
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("val.bin' has 5 tokens; block_size 16 needs at least 17"), std::string::npos);
+  }
+}
+
+TEST(Train, EvalOnlyEvaluatesAndStops) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data");
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "out");
+  c.eval_only = true;
+  const TrainResult result = train(c, quiet());
+  EXPECT_EQ(result.iter_num, 0);
+  EXPECT_FALSE(std::isnan(result.last_val_loss));
+  EXPECT_TRUE(logged_losses(c.out_dir).empty());
+  EXPECT_FALSE(std::filesystem::exists(c.out_dir + "/ckpt.pt"));
+}

@@ -1,0 +1,71 @@
+#pragma once
+// Shared helpers of the test suite: temporary folders, the shared data folder, tiny datasets.
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "nanogpt/config.h"
+#include "nanogpt/data.h"
+
+namespace nanogpt::testing {
+
+// A fresh folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "nanogpt-test-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// ../shared/data, from NANOGPT_SHARED_DATA; empty when it is not available.
+inline std::string shared_data_dir() {
+  const char* dir = std::getenv("NANOGPT_SHARED_DATA");
+  if (dir == nullptr || !std::filesystem::is_directory(dir)) return {};
+  return dir;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// A small config on `data_dir` that trains in well under a second per iteration.
+inline TrainConfig tiny_config(const std::string& data_dir, const std::string& out_dir) {
+  TrainConfig c = default_config();
+  c.device = "cpu";
+  c.data_dir = data_dir;
+  c.out_dir = out_dir;
+  c.n_layer = 2;
+  c.n_head = 2;
+  c.n_embd = 32;
+  c.block_size = 16;
+  c.batch_size = 4;
+  c.gradient_accumulation_steps = 2;
+  c.dropout = 0.0;
+  c.learning_rate = 1e-2;
+  c.max_iters = 20;
+  c.lr_decay_iters = 20;
+  c.warmup_iters = 2;
+  c.min_lr = 1e-3;
+  c.eval_interval = 10;
+  c.eval_iters = 2;
+  c.log_interval = 1;
+  c.num_threads = 1;
+  return c;
+}
+
+// A repetitive character corpus, prepared like `nanogpt prepare char`.
+void make_char_dataset(const std::string& dir, int repeats = 200);
+
+}  // namespace nanogpt::testing

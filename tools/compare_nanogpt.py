@@ -1,0 +1,367 @@
+#!/usr/bin/python3
+"""Train the same config with this port and with Python nanoGPT; compare losses and speed.
+
+Both sides start from torch.manual_seed(1337), build the same model, draw the same batches
+in the same order and take the same AdamW steps, so their per-iteration training losses
+should agree to float rounding. The tool prints the losses side by side, the largest
+difference, and the median time per iteration of each side.
+
+Python nanoGPT's train.py runs unmodified from a scratch copy of the checkout; a small
+runner sets the thread count and prints the loss with more digits (patched in memory).
+
+Needs only the standard library and torch (for the nanoGPT side). Example:
+
+  /usr/bin/python3 tools/compare_nanogpt.py --nanogpt-dir ../nanoGPT \
+      --config configs/train_shakespeare_char_cpu.yaml --iters 50 --threads 1 \
+      --input ../shared/data/tinyshakespeare/input.txt
+"""
+
+import argparse
+import ast
+import json
+import math
+import os
+import pickle
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# Keys that only this port knows; never passed to nanoGPT's configurator.
+PORT_ONLY_KEYS = {"data_dir", "seed", "num_threads", "mfu_peak_flops"}
+# Iterations at the start that are not timed (nanoGPT also lets the loop "settle" for 5).
+WARMUP_ITERS = 5
+NANOGPT_SEED = 1337
+
+ITER_LINE = re.compile(r"^iter (\d+): loss (\S+), time ([0-9.]+)ms")
+EVAL_LINE = re.compile(r"^step (\d+): train loss (\S+), val loss (\S+)")
+
+# The runner that executes nanoGPT's train.py. Only the loss format of the log line is
+# changed, in memory, so that the comparison sees every digit of the float32 loss.
+RUNNER_SOURCE = '''\
+import os
+import sys
+import torch
+
+sys.path.insert(0, os.getcwd())  # train.py imports model.py from its own folder, the cwd
+torch.set_num_threads({threads})
+with open("train.py") as f:
+    source = f.read()
+short_format = "loss {{lossf:.4f}}"
+if source.count(short_format) != 1:
+    sys.exit("compare runner: expected exactly one '%s' in train.py" % short_format)
+source = source.replace(short_format, "loss {{lossf!r}}")
+sys.argv = ["train.py"] + sys.argv[1:]
+exec(compile(source, "train.py", "exec"), {{"__name__": "__main__", "__file__": "train.py"}})
+'''
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Compare this port's training losses and speed with Python nanoGPT's.")
+    parser.add_argument("--nanogpt-dir", help="a nanoGPT checkout (without it only this port is measured)")
+    parser.add_argument("--binary", default="build/nanogpt", help="this port's binary (default: %(default)s)")
+    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_shakespeare_char_cpu.yaml")
+    parser.add_argument("--iters", type=int, default=50, help="iterations to run and compare (default: %(default)s)")
+    parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: the config's num_threads, else all cores)")
+    parser.add_argument("--data-dir", help="a prepared dataset folder (train.bin, val.bin, meta.json)")
+    parser.add_argument("--input", help="text file to prepare a char dataset from when --data-dir is not given")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override applied to both sides (repeatable)")
+    parser.add_argument("--dtype", help="forwarded to both sides as the dtype key")
+    parser.add_argument("--workdir", help="where runs, logs and the nanoGPT copy go (default: a new temp folder)")
+    parser.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    parser.add_argument("--max-loss-diff", type=float,
+                        help="exit 1 if any iteration's |port loss - nanoGPT loss| exceeds this")
+    args = parser.parse_args()
+    if args.iters < 1:
+        parser.error("--iters must be at least 1")
+    for item in args.set:
+        if "=" not in item:
+            parser.error(f"--set expects KEY=VALUE, got '{item}'")
+    return args
+
+
+def resolved_config(binary, config_path, overrides):
+    """Every config key after YAML and overrides, as the port itself resolves them."""
+    command = [binary, "config", "show", config_path] + [f"--{k}={v}" for k, v in overrides] + ["--format", "json"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"error: {' '.join(command)} failed:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def nanogpt_default_types(train_py):
+    """Type of each config global in nanoGPT's train.py; its configurator asserts the type matches."""
+    with open(train_py) as f:
+        tree = ast.parse(f.read())
+    types = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            try:
+                types[name] = type(ast.literal_eval(node.value))
+            except ValueError:
+                if isinstance(node.value, ast.IfExp):  # dtype = 'bfloat16' if ... else 'float16'
+                    try:
+                        types[name] = type(ast.literal_eval(node.value.body))
+                    except ValueError:
+                        pass
+        if isinstance(node, ast.Expr) and "configurator.py" in ast.dump(node):
+            break  # the config globals end where the configurator is executed
+    return types
+
+
+def configurator_value(value, expected_type):
+    """A value written so that nanoGPT's literal_eval gives back the expected type."""
+    if expected_type is float:
+        return repr(float(value))
+    if expected_type is int and isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if expected_type is bool or isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+def prepare_data(binary, input_path, data_dir):
+    command = [binary, "prepare", "char", "--input", input_path, "--out-dir", data_dir]
+    print(f"preparing data: {' '.join(command)}")
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
+def write_nanogpt_meta(data_dir, dest_dir):
+    """nanoGPT reads vocab_size from meta.pkl; build it from the port's meta.json."""
+    meta_pkl = os.path.join(data_dir, "meta.pkl")
+    meta_json = os.path.join(data_dir, "meta.json")
+    dest = os.path.join(dest_dir, "meta.pkl")
+    if os.path.exists(meta_json):
+        with open(meta_json) as f:
+            meta = json.load(f)
+        if "itos" in meta:
+            itos = dict(enumerate(meta["itos"]))
+            stoi = {ch: i for i, ch in itos.items()}
+            with open(dest, "wb") as f:
+                pickle.dump({"vocab_size": meta["vocab_size"], "itos": itos, "stoi": stoi}, f)
+            return meta["vocab_size"]
+    if os.path.exists(meta_pkl):
+        shutil.copyfile(meta_pkl, dest)
+        with open(meta_pkl, "rb") as f:
+            return pickle.load(f)["vocab_size"]
+    return None  # no meta: both sides fall back to GPT-2's padded vocabulary
+
+
+def link_or_copy(src, dest):
+    try:
+        os.symlink(os.path.abspath(src), dest)
+    except OSError:
+        shutil.copyfile(src, dest)
+
+
+def run_logged(command, cwd, log_path, env):
+    """Run a training; its output goes to log_path. Returns wall seconds."""
+    print(f"  cwd: {cwd}\n  command: {' '.join(command)}\n  log: {log_path}", flush=True)
+    start = time.time()
+    with open(log_path, "w") as log:
+        result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    seconds = time.time() - start
+    if result.returncode != 0:
+        with open(log_path) as f:
+            tail = f.read()[-3000:]
+        sys.exit(f"error: command failed with exit code {result.returncode}:\n{tail}")
+    return seconds
+
+
+def thread_env(threads):
+    env = dict(os.environ)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_port(args, config, overrides, data_dir, workdir, threads):
+    out_dir = os.path.join(workdir, "port-out")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    command = [os.path.abspath(args.binary), "train", os.path.abspath(args.config)]
+    command += [f"--{k}={v}" for k, v in overrides]
+    command += [f"--max_iters={args.iters - 1}", "--log_interval=1", "--wandb_log=false",
+                f"--out_dir={out_dir}", f"--data_dir={os.path.abspath(data_dir)}", f"--num_threads={threads}"]
+    print("running this port:")
+    seconds = run_logged(command, os.getcwd(), os.path.join(workdir, "port.log"), thread_env(threads))
+    iters, evals = {}, {}
+    with open(os.path.join(out_dir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if record.get("kind") == "iter":
+                iters[record["iter"]] = {"loss": record["loss"], "ms": record["ms"]}
+            elif record.get("kind") == "eval":
+                evals[record["iter"]] = {"train_loss": record["train_loss"], "val_loss": record["val_loss"]}
+    return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
+
+
+def nanogpt_args(config, iters, nanogpt_dir, out_dir):
+    """Every key nanoGPT knows, as --key=value in its configurator's syntax."""
+    types = nanogpt_default_types(os.path.join(nanogpt_dir, "train.py"))
+    forced = {"max_iters": iters - 1, "log_interval": 1, "out_dir": out_dir,
+              "compile": False, "wandb_log": False}
+    values = dict(config)
+    values.update(forced)
+    result = []
+    for key in sorted(values):
+        if key in PORT_ONLY_KEYS or key not in types:
+            continue
+        text = configurator_value(values[key], types[key])
+        if "=" in text:
+            sys.exit(f"error: nanoGPT's configurator cannot take '=' in a value: {key}={text}")
+        result.append(f"--{key}={text}")
+    return result
+
+
+def run_nanogpt(args, config, data_dir, workdir, threads):
+    copy_dir = os.path.join(workdir, "nanoGPT")
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    # Prepared data, checkpoints and git history of the checkout are not needed.
+    shutil.copytree(args.nanogpt_dir, copy_dir,
+                    ignore=shutil.ignore_patterns(".git", "__pycache__", "*.bin", "*.pt", "out*"))
+    dataset_dir = os.path.join(copy_dir, "data", config["dataset"])
+    os.makedirs(dataset_dir, exist_ok=True)
+    for name in ("train.bin", "val.bin"):
+        link_or_copy(os.path.join(data_dir, name), os.path.join(dataset_dir, name))
+    vocab_size = write_nanogpt_meta(data_dir, dataset_dir)
+    runner = os.path.join(workdir, "nanogpt_runner.py")
+    with open(runner, "w") as f:
+        f.write(RUNNER_SOURCE.format(threads=threads))
+    out_dir = os.path.join(workdir, "nanogpt-out")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    command = [sys.executable, "-u", runner] + nanogpt_args(config, args.iters, copy_dir, out_dir)
+    print(f"running Python nanoGPT (vocab_size from meta.pkl: {vocab_size}):")
+    log_path = os.path.join(workdir, "nanogpt.log")
+    seconds = run_logged(command, copy_dir, log_path, thread_env(threads))
+    iters, evals = {}, {}
+    with open(log_path) as f:
+        for line in f:
+            if m := ITER_LINE.match(line):
+                iters[int(m.group(1))] = {"loss": float(m.group(2)), "ms": float(m.group(3))}
+            elif m := EVAL_LINE.match(line):
+                evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
+    return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
+
+
+def is_eval_iter(it, config):
+    return config["eval_interval"] > 0 and it % config["eval_interval"] == 0
+
+
+def speed(run, config, tokens_per_iter):
+    timed = [r["ms"] for it, r in sorted(run["iters"].items())
+             if it >= WARMUP_ITERS and not is_eval_iter(it, config)]
+    if not timed:
+        return {"timed_iters": 0, "median_ms": None, "tokens_per_s": None}
+    median_ms = statistics.median(timed)
+    return {"timed_iters": len(timed), "median_ms": median_ms, "tokens_per_s": tokens_per_iter / (median_ms / 1000.0)}
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def main():
+    args = parse_args()
+    overrides = [tuple(item.split("=", 1)) for item in args.set]
+    if args.dtype:
+        overrides.append(("dtype", args.dtype))
+    config = resolved_config(args.binary, args.config, overrides)
+    if config["init_from"] != "scratch":
+        sys.exit(f"error: init_from is '{config['init_from']}'; the comparison needs 'scratch'")
+    if config["seed"] != NANOGPT_SEED:
+        print(f"warning: seed is {config['seed']} but nanoGPT always seeds {NANOGPT_SEED}; losses will differ")
+    threads = args.threads or (config["num_threads"] if config["num_threads"] > 0 else os.cpu_count())
+    workdir = args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-")
+    os.makedirs(workdir, exist_ok=True)
+
+    if args.data_dir:
+        data_dir = args.data_dir
+    elif args.input:
+        data_dir = os.path.join(workdir, "data", config["dataset"])
+        prepare_data(args.binary, args.input, data_dir)
+    else:
+        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
+    for name in ("train.bin", "val.bin"):
+        if not os.path.exists(os.path.join(data_dir, name)):
+            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
+
+    tokens_per_iter = config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
+    print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
+    print(f"model: n_layer={config['n_layer']} n_head={config['n_head']} n_embd={config['n_embd']} "
+          f"block_size={config['block_size']} dropout={config['dropout']} dtype={config['dtype']} device={config['device']}")
+    print(f"iterations: {args.iters} (0..{args.iters - 1}), tokens/iter: {tokens_per_iter:,}, threads: {threads}, "
+          f"eval every {config['eval_interval']} iters x {config['eval_iters']} batches")
+    print(f"data: {data_dir}\nworkdir: {workdir}\n")
+
+    port = run_port(args, config, overrides, data_dir, workdir, threads)
+    nano = run_nanogpt(args, config, data_dir, workdir, threads) if args.nanogpt_dir else None
+
+    # Loss table.
+    rows = []
+    print()
+    print(f"{'iter':>5}  {'port loss':>12}  {'nanoGPT loss':>12}  {'abs diff':>10}")
+    for it in range(args.iters):
+        port_loss = port["iters"].get(it, {}).get("loss")
+        nano_loss = nano["iters"].get(it, {}).get("loss") if nano else None
+        diff = abs(port_loss - nano_loss) if port_loss is not None and nano_loss is not None else None
+        rows.append({"iter": it, "port_loss": port_loss, "nanogpt_loss": nano_loss, "abs_diff": diff})
+        print(f"{it:>5}  {fmt(port_loss, '12.6f')}  {fmt(nano_loss, '12.6f')}  {fmt(diff, '10.3e')}")
+    diffs = [r["abs_diff"] for r in rows if r["abs_diff"] is not None]
+    missing = [r["iter"] for r in rows if r["port_loss"] is None or (nano and r["nanogpt_loss"] is None)]
+    max_diff = max(diffs) if diffs else None
+    summary = {"max_abs_loss_diff": max_diff, "missing_iters": missing}
+    if nano:
+        identical = sum(1 for d in diffs if d == 0.0)
+        tolerance = args.max_loss_diff if args.max_loss_diff is not None else 1e-4
+        first_over = next((r["iter"] for r in rows if r["abs_diff"] is not None and r["abs_diff"] > tolerance), None)
+        summary.update({"bit_identical_losses": identical, "first_iter_over_tolerance": first_over,
+                        "tolerance": tolerance})
+        print(f"\nmax abs loss diff over {len(diffs)} iterations: {max_diff:.3e} "
+              f"({identical} bit-identical; first iteration over {tolerance:g}: {first_over})")
+        for it in sorted(set(port["evals"]) & set(nano["evals"])):
+            p, n = port["evals"][it], nano["evals"][it]
+            print(f"eval at iter {it}: train loss {p['train_loss']:.4f} vs {n['train_loss']:.4f}, "
+                  f"val loss {p['val_loss']:.4f} vs {n['val_loss']:.4f} (nanoGPT prints 4 digits)")
+    if missing:
+        print(f"warning: iterations without a loss on one side: {missing}")
+
+    # Speed table.
+    port_speed = speed(port, config, tokens_per_iter)
+    nano_speed = speed(nano, config, tokens_per_iter) if nano else None
+    print(f"\nspeed: median over iterations >= {WARMUP_ITERS} without an eval, {threads} thread(s)")
+    print(f"{'side':<8}  {'timed iters':>11}  {'ms/iter':>9}  {'tokens/s':>10}")
+    for name, s in (("port", port_speed), ("nanoGPT", nano_speed)):
+        if s:
+            print(f"{name:<8}  {s['timed_iters']:>11}  {fmt(s['median_ms'], '9.2f')}  {fmt(s['tokens_per_s'], '10.0f')}")
+    ratio = None
+    if nano_speed and port_speed["median_ms"] and nano_speed["median_ms"]:
+        ratio = port_speed["median_ms"] / nano_speed["median_ms"]
+        print(f"ms/iter ratio (port / nanoGPT): {ratio:.3f}  "
+              f"({'port faster' if ratio < 1 else 'nanoGPT faster' if ratio > 1 else 'equal'})")
+    summary.update({"port_speed": port_speed, "nanogpt_speed": nano_speed, "ms_ratio_port_over_nanogpt": ratio})
+
+    if args.json_out:
+        result = {"config_path": args.config, "overrides": dict(overrides), "config": config,
+                  "iters": args.iters, "threads": threads, "tokens_per_iter": tokens_per_iter,
+                  "data_dir": data_dir, "workdir": workdir, "summary": summary, "losses": rows,
+                  "port": {"command": port["command"], "wall_s": port["wall_s"], "evals": port["evals"]},
+                  "nanogpt": None if not nano else {"command": nano["command"], "wall_s": nano["wall_s"],
+                                                    "evals": nano["evals"]}}
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"results written to {args.json_out}")
+
+    if args.max_loss_diff is not None and max_diff is not None and max_diff > args.max_loss_diff:
+        print(f"FAIL: max abs loss diff {max_diff:.3e} > {args.max_loss_diff:g}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
