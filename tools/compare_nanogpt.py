@@ -38,6 +38,7 @@ NANOGPT_SEED = 1337
 
 ITER_LINE = re.compile(r"^iter (\d+): loss (\S+), time ([0-9.]+)ms")
 EVAL_LINE = re.compile(r"^step (\d+): train loss (\S+), val loss (\S+)")
+TOKENS_LINE = re.compile(r"^tokens per iteration will be: ([0-9,]+)")
 
 # The runner that executes nanoGPT's train.py. Only the loss format of the log line is
 # changed, in memory, so that the comparison sees every digit of the float32 loss.
@@ -63,10 +64,14 @@ def parse_args():
     parser = argparse.ArgumentParser(
         description="Compare this port's training losses and speed with Python nanoGPT's.")
     parser.add_argument("--nanogpt-dir", help="a nanoGPT checkout (without it only this port is measured)")
+    parser.add_argument("--python", default=sys.executable,
+                        help="Python with torch that runs nanoGPT (default: this one, %(default)s)")
     parser.add_argument("--binary", default="build/nanogpt", help="this port's binary (default: %(default)s)")
     parser.add_argument("--config", required=True, help="YAML config, e.g. configs/train_shakespeare_char_cpu.yaml")
     parser.add_argument("--iters", type=int, default=50, help="iterations to run and compare (default: %(default)s)")
     parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: the config's num_threads, else all cores)")
+    parser.add_argument("--blas-threads", type=int,
+                        help="OpenBLAS threads for both sides (OPENBLAS_NUM_THREADS; default: --threads)")
     parser.add_argument("--data-dir", help="a prepared dataset folder (train.bin, val.bin, meta.json)")
     parser.add_argument("--input", help="text file to prepare a char dataset from when --data-dir is not given")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -100,18 +105,16 @@ def nanogpt_default_types(train_py):
         tree = ast.parse(f.read())
     types = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            try:
-                types[name] = type(ast.literal_eval(node.value))
-            except ValueError:
-                if isinstance(node.value, ast.IfExp):  # dtype = 'bfloat16' if ... else 'float16'
-                    try:
-                        types[name] = type(ast.literal_eval(node.value.body))
-                    except ValueError:
-                        pass
         if isinstance(node, ast.Expr) and "configurator.py" in ast.dump(node):
             break  # the config globals end where the configurator is executed
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            continue
+        value = node.value
+        if isinstance(value, ast.IfExp):  # dtype = 'bfloat16' if ... else 'float16'
+            value = value.body
+        if all(isinstance(n, (ast.Expression, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop))
+               for n in ast.walk(ast.Expression(value))):  # literals and arithmetic, e.g. 5 * 8
+            types[node.targets[0].id] = type(eval(compile(ast.Expression(value), train_py, "eval"), {"__builtins__": {}}))
     return types
 
 
@@ -174,10 +177,14 @@ def run_logged(command, cwd, log_path, env):
     return seconds
 
 
-def thread_env(threads):
+def thread_env(threads, blas_threads):
+    """Thread counts for the libraries under torch, the same for both sides. Debian's torch
+    calls a separate BLAS (OpenBLAS) whose own thread pool ignores torch.set_num_threads and
+    is sized from these variables when the process starts."""
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
+    env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
     return env
 
 
@@ -189,7 +196,7 @@ def run_port(args, config, overrides, data_dir, workdir, threads):
     command += [f"--max_iters={args.iters - 1}", "--log_interval=1", "--wandb_log=false",
                 f"--out_dir={out_dir}", f"--data_dir={os.path.abspath(data_dir)}", f"--num_threads={threads}"]
     print("running this port:")
-    seconds = run_logged(command, os.getcwd(), os.path.join(workdir, "port.log"), thread_env(threads))
+    seconds = run_logged(command, os.getcwd(), os.path.join(workdir, "port.log"), thread_env(threads, args.blas_threads))
     iters, evals = {}, {}
     with open(os.path.join(out_dir, "metrics.jsonl")) as f:
         for line in f:
@@ -209,8 +216,15 @@ def nanogpt_args(config, iters, nanogpt_dir, out_dir):
     values = dict(config)
     values.update(forced)
     result = []
+    unknown = sorted(set(values) - PORT_ONLY_KEYS - set(types))
+    if unknown:
+        sys.exit(f"error: nanoGPT's train.py has no config global for {unknown}; "
+                 "the two sides would not run the same config")
+    missing = sorted(set(types) - set(values))
+    if missing:
+        print(f"warning: nanoGPT keys this port does not resolve, left at nanoGPT's defaults: {missing}")
     for key in sorted(values):
-        if key in PORT_ONLY_KEYS or key not in types:
+        if key in PORT_ONLY_KEYS:
             continue
         text = configurator_value(values[key], types[key])
         if "=" in text:
@@ -219,7 +233,7 @@ def nanogpt_args(config, iters, nanogpt_dir, out_dir):
     return result
 
 
-def run_nanogpt(args, config, data_dir, workdir, threads):
+def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
     copy_dir = os.path.join(workdir, "nanoGPT")
     shutil.rmtree(copy_dir, ignore_errors=True)
     # Prepared data, checkpoints and git history of the checkout are not needed.
@@ -233,12 +247,11 @@ def run_nanogpt(args, config, data_dir, workdir, threads):
     runner = os.path.join(workdir, "nanogpt_runner.py")
     with open(runner, "w") as f:
         f.write(RUNNER_SOURCE.format(threads=threads))
-    out_dir = os.path.join(workdir, "nanogpt-out")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    command = [sys.executable, "-u", runner] + nanogpt_args(config, args.iters, copy_dir, out_dir)
+    shutil.rmtree(os.path.join(workdir, "nanogpt-out"), ignore_errors=True)
+    command = [args.python, "-u", runner] + train_args
     print(f"running Python nanoGPT (vocab_size from meta.pkl: {vocab_size}):")
     log_path = os.path.join(workdir, "nanogpt.log")
-    seconds = run_logged(command, copy_dir, log_path, thread_env(threads))
+    seconds = run_logged(command, copy_dir, log_path, thread_env(threads, args.blas_threads))
     iters, evals = {}, {}
     with open(log_path) as f:
         for line in f:
@@ -247,6 +260,15 @@ def run_nanogpt(args, config, data_dir, workdir, threads):
             elif m := EVAL_LINE.match(line):
                 evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
+
+
+def logged_tokens_per_iter(log_path):
+    """The first line both trainers print; a cheap check that they run the same batch shape."""
+    with open(log_path) as f:
+        for line in f:
+            if m := TOKENS_LINE.match(line):
+                return int(m.group(1).replace(",", ""))
+    return None
 
 
 def is_eval_iter(it, config):
@@ -277,6 +299,7 @@ def main():
     if config["seed"] != NANOGPT_SEED:
         print(f"warning: seed is {config['seed']} but nanoGPT always seeds {NANOGPT_SEED}; losses will differ")
     threads = args.threads or (config["num_threads"] if config["num_threads"] > 0 else os.cpu_count())
+    args.blas_threads = args.blas_threads or threads
     workdir = args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-")
     os.makedirs(workdir, exist_ok=True)
 
@@ -295,12 +318,21 @@ def main():
     print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
     print(f"model: n_layer={config['n_layer']} n_head={config['n_head']} n_embd={config['n_embd']} "
           f"block_size={config['block_size']} dropout={config['dropout']} dtype={config['dtype']} device={config['device']}")
-    print(f"iterations: {args.iters} (0..{args.iters - 1}), tokens/iter: {tokens_per_iter:,}, threads: {threads}, "
+    print(f"iterations: {args.iters} (0..{args.iters - 1}), tokens/iter: {tokens_per_iter:,}, threads: {threads} "
+          f"(OpenBLAS {args.blas_threads}), "
           f"eval every {config['eval_interval']} iters x {config['eval_iters']} batches")
     print(f"data: {data_dir}\nworkdir: {workdir}\n")
 
+    # Built before any training, so that a config nanoGPT cannot take fails at once.
+    nano_args = nanogpt_args(config, args.iters, args.nanogpt_dir, os.path.join(workdir, "nanogpt-out")) \
+        if args.nanogpt_dir else None
     port = run_port(args, config, overrides, data_dir, workdir, threads)
-    nano = run_nanogpt(args, config, data_dir, workdir, threads) if args.nanogpt_dir else None
+    nano = run_nanogpt(args, config, data_dir, workdir, threads, nano_args) if args.nanogpt_dir else None
+    logs = [("port", "port.log")] + ([("nanoGPT", "nanogpt.log")] if nano else [])
+    for name, log in logs:
+        logged = logged_tokens_per_iter(os.path.join(workdir, log))
+        if logged != tokens_per_iter:
+            sys.exit(f"error: {name} trained {logged} tokens/iter, expected {tokens_per_iter}; see {workdir}/{log}")
 
     # Loss table.
     rows = []
@@ -310,7 +342,9 @@ def main():
         port_loss = port["iters"].get(it, {}).get("loss")
         nano_loss = nano["iters"].get(it, {}).get("loss") if nano else None
         diff = abs(port_loss - nano_loss) if port_loss is not None and nano_loss is not None else None
-        rows.append({"iter": it, "port_loss": port_loss, "nanogpt_loss": nano_loss, "abs_diff": diff})
+        rows.append({"iter": it, "port_loss": port_loss, "nanogpt_loss": nano_loss, "abs_diff": diff,
+                     "port_ms": port["iters"].get(it, {}).get("ms"),
+                     "nanogpt_ms": nano["iters"].get(it, {}).get("ms") if nano else None})
         print(f"{it:>5}  {fmt(port_loss, '12.6f')}  {fmt(nano_loss, '12.6f')}  {fmt(diff, '10.3e')}")
     diffs = [r["abs_diff"] for r in rows if r["abs_diff"] is not None]
     missing = [r["iter"] for r in rows if r["port_loss"] is None or (nano and r["nanogpt_loss"] is None)]
@@ -334,7 +368,8 @@ def main():
     # Speed table.
     port_speed = speed(port, config, tokens_per_iter)
     nano_speed = speed(nano, config, tokens_per_iter) if nano else None
-    print(f"\nspeed: median over iterations >= {WARMUP_ITERS} without an eval, {threads} thread(s)")
+    print(f"\nspeed: median over iterations >= {WARMUP_ITERS} without an eval, "
+          f"{threads} thread(s), OpenBLAS {args.blas_threads}")
     print(f"{'side':<8}  {'timed iters':>11}  {'ms/iter':>9}  {'tokens/s':>10}")
     for name, s in (("port", port_speed), ("nanoGPT", nano_speed)):
         if s:
@@ -348,7 +383,7 @@ def main():
 
     if args.json_out:
         result = {"config_path": args.config, "overrides": dict(overrides), "config": config,
-                  "iters": args.iters, "threads": threads, "tokens_per_iter": tokens_per_iter,
+                  "iters": args.iters, "threads": threads, "blas_threads": args.blas_threads, "tokens_per_iter": tokens_per_iter,
                   "data_dir": data_dir, "workdir": workdir, "summary": summary, "losses": rows,
                   "port": {"command": port["command"], "wall_s": port["wall_s"], "evals": port["evals"]},
                   "nanogpt": None if not nano else {"command": nano["command"], "wall_s": nano["wall_s"],

@@ -20,7 +20,10 @@ void add_config_command(CLI::App& app) {
   show->callback([show, config_path, format] {
     const TrainConfig config = load_config(*config_path, show->remaining());
     if (*format == "json") {
-      std::cout << to_json(config).dump(2) << std::endl;
+      const auto values = to_json(config);
+      nlohmann::ordered_json ordered;  // train.py's order rather than alphabetical
+      for (const auto& key : config_keys()) ordered[key] = values.at(key);
+      std::cout << ordered.dump(2) << std::endl;
     } else {
       std::cout << to_yaml(config);
     }
