@@ -55,6 +55,15 @@ echo "Citizen" > prompt.txt
 "$nanogpt" sample --out_dir=out-tiny --start=FILE:prompt.txt --num_samples=1 --max_new_tokens=5 | head -1 | grep -q "^Citizen" \
   || fail "FILE: prompt"
 
+# Ctrl-C: the current iteration ends, a checkpoint is written, the exit code is 0.
+"$nanogpt" train tiny.yaml --out_dir=out-int --max_iters=100000 --eval_interval=100000 > int.log &
+pid=$!
+for _ in $(seq 1 100); do grep -q "^iter 5:" int.log 2>/dev/null && break; sleep 0.1; done
+kill -INT $pid
+wait $pid || fail "interrupted run exited with $?"
+grep -q "^interrupted at iteration" int.log || fail "no interruption message: $(tail -3 int.log)"
+[ -f out-int/ckpt.pt ] && [ ! -e out-int/ckpt.pt.tmp ] || fail "no checkpoint after Ctrl-C"
+
 expect_exit() {  # expected code, pattern in stderr, command...
   local code=$1 pattern=$2; shift 2
   set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e

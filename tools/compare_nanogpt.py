@@ -285,7 +285,11 @@ def speed(run, config, tokens_per_iter):
 
 
 def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+    """format(value, spec), or a dash as wide as the spec asks when there is no value."""
+    if value is None:
+        width = re.match(r"\d*", spec).group()
+        return "-".rjust(int(width) if width else 1)
+    return format(value, spec)
 
 
 def main():

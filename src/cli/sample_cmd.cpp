@@ -1,6 +1,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "nanogpt/compat.h"
 #include "nanogpt/sample.h"
 
 namespace nanogpt::cli {
@@ -8,6 +9,7 @@ namespace nanogpt::cli {
 void add_sample_command(CLI::App& app) {
   auto options = std::make_shared<SampleOptions>();
   auto top_k = std::make_shared<int64_t>(200);
+  options->device = cuda_available() ? "cuda" : "cpu";  // sample.py's default is cuda
   auto* cmd = app.add_subcommand("sample", "Sample text from out_dir/ckpt.pt (nanoGPT's sample.py)");
   cmd->add_option("--out_dir", options->out_dir, "folder with ckpt.pt")->capture_default_str();
   cmd->add_option("--start", options->start, "start text, or FILE:path")->capture_default_str();
