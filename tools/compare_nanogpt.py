@@ -19,7 +19,6 @@ Needs only the standard library and torch (for the nanoGPT side). Example:
 import argparse
 import ast
 import json
-import math
 import os
 import pickle
 import re
