@@ -1,11 +1,15 @@
 #include "nanogpt/compat.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
 #include <stdexcept>
 #include <thread>
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #ifdef NANOGPT_WITH_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <torch/cuda.h>
 #endif
 
@@ -42,6 +46,58 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return std::get<0>(at::_scaled_dot_product_attention(
       q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p));
 #endif
+}
+
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+AutocastState autocast_state(at::DeviceType device_type) {
+  return {at::autocast::is_autocast_enabled(device_type), at::autocast::get_autocast_dtype(device_type)};
+}
+
+static void set_autocast_state(at::DeviceType device_type, const AutocastState& state) {
+  at::autocast::set_autocast_enabled(device_type, state.enabled);
+  at::autocast::set_autocast_dtype(device_type, state.dtype);
+}
+#else
+AutocastState autocast_state(at::DeviceType device_type) {
+  if (device_type == at::kCUDA) return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
+  return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
+}
+
+static void set_autocast_state(at::DeviceType device_type, const AutocastState& state) {
+  if (device_type == at::kCUDA) {
+    at::autocast::set_enabled(state.enabled);
+    at::autocast::set_autocast_gpu_dtype(state.dtype);
+  } else {
+    at::autocast::set_cpu_enabled(state.enabled);
+    at::autocast::set_autocast_cpu_dtype(state.dtype);
+  }
+}
+#endif
+
+AutocastGuard::AutocastGuard(at::DeviceType device_type, AutocastState state)
+    : device_type_(device_type), previous_(autocast_state(device_type)) {
+  set_autocast_state(device_type_, state);
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  set_autocast_state(device_type_, previous_);
+}
+
+static at::Generator default_generator(const at::Device& device) {
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) return at::cuda::detail::getDefaultCUDAGenerator(device.has_index() ? device.index() : -1);
+#endif
+  (void)device;
+  return at::detail::getDefaultCPUGenerator();
+}
+
+at::Tensor rng_state(const at::Device& device) { return default_generator(device).get_state(); }
+
+void set_rng_state(const at::Device& device, const at::Tensor& state) {
+  at::Generator generator = default_generator(device);
+  generator.set_state(state);
 }
 
 void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters) {

@@ -65,6 +65,9 @@ const std::vector<KeySpec>& key_specs() {
       {"seed", &TrainConfig::seed},
       {"num_threads", &TrainConfig::num_threads},
       {"mfu_peak_flops", &TrainConfig::mfu_peak_flops},
+      {"activation_checkpointing", &TrainConfig::activation_checkpointing},
+      {"checkpoint_every", &TrainConfig::checkpoint_every},
+      {"loss_chunk_size", &TrainConfig::loss_chunk_size},
   };
   return specs;
 }
@@ -142,6 +145,23 @@ void require(bool ok, const std::string& message) {
 
 std::string TrainConfig::resolved_data_dir() const {
   return data_dir.empty() ? (std::filesystem::path("data") / dataset).string() : data_dir;
+}
+
+int64_t parse_byte_size(const std::string& text, const std::string& key) {
+  char* end = nullptr;
+  const double number = std::strtod(text.c_str(), &end);
+  std::string unit(end);
+  unit.erase(std::remove(unit.begin(), unit.end(), ' '), unit.end());
+  static const std::vector<std::pair<std::string, double>> units = {
+      {"", 1.0},        {"B", 1.0},        {"KiB", 1024.0}, {"MiB", 1024.0 * 1024},
+      {"GiB", 1024.0 * 1024 * 1024},       {"TiB", 1024.0 * 1024 * 1024 * 1024},
+      {"KB", 1e3},      {"MB", 1e6},       {"GB", 1e9},     {"TB", 1e12}};
+  for (const auto& [name, scale] : units) {
+    if (end != text.c_str() && unit == name && number > 0 && std::isfinite(number)) {
+      return static_cast<int64_t>(number * scale);
+    }
+  }
+  throw ConfigError(fmt::format("'{}' expects a positive size such as 12GiB, 512MiB or 1.5GB, got '{}'", key, text));
 }
 
 TrainConfig default_config() {
@@ -256,10 +276,15 @@ void validate(const TrainConfig& c) {
                       c.lr_decay_iters, c.warmup_iters));
   require(c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16",
           fmt::format("config key 'dtype' must be float32, bfloat16 or float16, got '{}'", c.dtype));
-  require(c.dtype == "float32",
-          fmt::format("dtype '{}' is not available yet in this port (mixed precision is tracked in the "
-                      "memory issue); use dtype: float32",
-                      c.dtype));
+  require(c.dtype != "float16" || c.device.rfind("cuda", 0) == 0,
+          "dtype 'float16' needs device cuda (autocast on the CPU supports bfloat16 only)");
+  require(c.activation_checkpointing == "none" || c.activation_checkpointing == "blocks",
+          fmt::format("config key 'activation_checkpointing' must be 'none' or 'blocks', got '{}'",
+                      c.activation_checkpointing));
+  require(c.checkpoint_every > 0,
+          fmt::format("config key 'checkpoint_every' must be a positive integer, got {}", c.checkpoint_every));
+  require(c.loss_chunk_size >= 0,
+          fmt::format("config key 'loss_chunk_size' must be >= 0 (0 = off), got {}", c.loss_chunk_size));
   require(c.init_from == "scratch" || c.init_from == "resume",
           fmt::format("config key 'init_from' must be 'scratch' or 'resume', got '{}' (GPT-2 weight "
                       "import is not available yet)",

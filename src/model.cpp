@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/recompute.h"
 
 namespace nanogpt {
 
@@ -147,8 +148,15 @@ torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache) {
     cache->keys.resize(blocks.size());
     cache->values.resize(blocks.size());
   }
+  const bool recompute = checkpoint_every > 0 && is_training() && torch::GradMode::is_enabled();
   for (size_t i = 0; i < blocks.size(); ++i) {
-    x = cache != nullptr ? blocks[i](x, &cache->keys[i], &cache->values[i]) : blocks[i](x);
+    if (cache != nullptr) {
+      x = blocks[i](x, &cache->keys[i], &cache->values[i]);
+    } else if (recompute && static_cast<int64_t>(i) % checkpoint_every == 0) {
+      x = checkpointed_block(*blocks[i], x);
+    } else {
+      x = blocks[i](x);
+    }
   }
   return ln_f(x);
 }
@@ -157,6 +165,9 @@ torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return F::linear(h
 
 std::tuple<torch::Tensor, torch::Tensor> GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
   torch::Tensor x = hidden_states(idx);
+  if (targets.defined() && loss_chunk_size > 0) {
+    return {torch::Tensor(), chunked_lm_loss(x, wte->weight, targets, loss_chunk_size)};
+  }
   if (targets.defined()) {
     torch::Tensor logits = lm_head(x);
     torch::Tensor loss = F::cross_entropy(logits.view({-1, logits.size(-1)}), targets.view(-1),

@@ -15,6 +15,8 @@
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
+#include "nanogpt/grad_scaler.h"
+#include "nanogpt/memory_stats.h"
 #include "nanogpt/metrics.h"
 #include "nanogpt/model.h"
 #include "nanogpt/tokenizer.h"
@@ -66,6 +68,29 @@ TokenFile open_split(const TrainConfig& c, const std::string& name) {
                                 file.size(), c.block_size, c.block_size + 1));
   }
   return file;
+}
+
+at::ScalarType autocast_dtype(const std::string& dtype) {
+  return dtype == "float16" ? at::kHalf : at::kBFloat16;
+}
+
+nlohmann::json peaks_json(const MemoryPeaks& peaks) {
+  auto value = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
+  return {{"peak_tensor_bytes", value(peaks.cpu_tensor_bytes)},
+          {"peak_rss_bytes", value(peaks.peak_rss_bytes)},
+          {"cuda_peak_allocated_bytes", value(peaks.cuda_allocated_bytes)},
+          {"cuda_peak_reserved_bytes", value(peaks.cuda_reserved_bytes)}};
+}
+
+std::string peaks_text(const MemoryPeaks& peaks) {
+  if (peaks.cuda_allocated_bytes >= 0) {
+    return fmt::format(", peak alloc {}, reserved {}", format_bytes(peaks.cuda_allocated_bytes),
+                       format_bytes(peaks.cuda_reserved_bytes));
+  }
+  std::string text;
+  if (peaks.cpu_tensor_bytes >= 0) text += ", peak tensors " + format_bytes(peaks.cpu_tensor_bytes);
+  if (peaks.peak_rss_bytes >= 0) text += ", peak rss " + format_bytes(peaks.peak_rss_bytes);
+  return text;
 }
 
 void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
@@ -126,6 +151,17 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
     model_args.block_size = config.block_size;
   }
   model->to(device);
+  model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
+  model->loss_chunk_size = config.loss_chunk_size;
+  // weights and optimizer state stay fp32; the forward runs under autocast
+  const std::optional<AutocastState> autocast =
+      config.dtype == "float32" ? std::nullopt : std::optional<AutocastState>(AutocastState{true, autocast_dtype(config.dtype)});
+  auto forward_loss = [&](const at::Tensor& x, const at::Tensor& y) {
+    std::optional<AutocastGuard> guard;
+    if (autocast) guard.emplace(device.type(), *autocast);
+    return std::get<1>(model->forward(x, y));
+  };
+  GradScaler scaler(config.dtype == "float16");
 
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
   for (size_t g = 0; g < 2; ++g) {
@@ -170,7 +206,7 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
       at::Tensor losses = torch::zeros({config.eval_iters});
       for (int64_t k = 0; k < config.eval_iters; ++k) {
         auto [X, Y] = get_batch_split(split);
-        losses[k] = std::get<1>(model->forward(X, Y)).item<float>();
+        losses[k] = forward_loss(X, Y).item<float>();
       }
       out[split] = losses.mean().item<float>();
     }
@@ -181,6 +217,7 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
   TrainResult result;
   result.last_val_loss = std::nan("");
   auto [X, Y] = next_train_batch();  // fetch the very first batch
+  reset_memory_peaks(device);
   auto t0 = std::chrono::steady_clock::now();
   int64_t local_iter_num = 0;
   double running_mfu = -1.0;
@@ -204,12 +241,18 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
 
     // forward backward update, with gradient accumulation to simulate a larger batch
     for (int64_t micro_step = 0; micro_step < gradient_accumulation_steps; ++micro_step) {
-      loss = std::get<1>(model->forward(X, Y)) / static_cast<double>(gradient_accumulation_steps);
+      loss = forward_loss(X, Y) / static_cast<double>(gradient_accumulation_steps);
       std::tie(X, Y) = next_train_batch();  // prefetch while the device works on the forward pass
-      loss.backward();
+      scaler.scale(loss).backward();
     }
-    if (config.grad_clip != 0.0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
-    optimizer->step();
+    if (config.grad_clip != 0.0) {
+      scaler.unscale(model->parameters());
+      torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
+    }
+    if (!scaler.step(*optimizer, model->parameters())) {
+      print(fmt::format("iter {}: inf/NaN gradients at loss scale {}, step skipped", iter_num, scaler.scale()));
+    }
+    scaler.update();
     zero_grad_set_to_none(model->parameters());  // free the gradients as soon as possible
 
     // timing and logging
@@ -223,14 +266,19 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
         const double mfu = model->estimate_mfu(config.batch_size * gradient_accumulation_steps, dt, config.mfu_peak_flops);
         running_mfu = running_mfu == -1.0 ? mfu : 0.9 * running_mfu + 0.1 * mfu;
       }
-      print(fmt::format("iter {}: loss {:.4f}, time {:.2f}ms, mfu {:.2f}%", iter_num, lossf, dt * 1000, running_mfu * 100));
-      metrics.write({{"kind", "iter"},
+      const MemoryPeaks peaks = memory_peaks(device);
+      print(fmt::format("iter {}: loss {:.4f}, time {:.2f}ms, mfu {:.2f}%{}", iter_num, lossf, dt * 1000,
+                        running_mfu * 100, peaks_text(peaks)));
+      nlohmann::json record = {{"kind", "iter"},
                      {"iter", iter_num},
                      {"loss", lossf},
                      {"lr", lr},
                      {"ms", dt * 1000},
                      {"tokens_per_s", static_cast<double>(tokens_per_iter) / dt},
-                     {"mfu", running_mfu < 0 ? nlohmann::json(nullptr) : nlohmann::json(running_mfu)}});
+                     {"mfu", running_mfu < 0 ? nlohmann::json(nullptr) : nlohmann::json(running_mfu)}};
+      record.update(peaks_json(peaks));
+      metrics.write(record);
+      reset_memory_peaks(device);  // each log line reports the peak of its own window
       result.last_train_loss = lossf;
     }
     iter_num += 1;

@@ -46,7 +46,7 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 37u);
+  EXPECT_EQ(config_keys().size(), 40u);
 }
 
 TEST(Config, YamlThenOverridesInOrder) {
@@ -95,6 +95,10 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("dropout: 1.5\n"), "'dropout' must be in [0, 1), got 1.5"));
   EXPECT_TRUE(contains(error_of("dtype: float64\n"), "'dtype' must be float32, bfloat16 or float16, got 'float64'"));
   EXPECT_TRUE(contains(error_of("device: tpu\n"), "device 'tpu' is not supported"));
+  EXPECT_TRUE(contains(error_of("dtype: float16\ndevice: cpu\n"), "dtype 'float16' needs device cuda"));
+  EXPECT_TRUE(contains(error_of("activation_checkpointing: layers\n"), "'activation_checkpointing' must be 'none' or 'blocks', got 'layers'"));
+  EXPECT_TRUE(contains(error_of("checkpoint_every: 0\n"), "'checkpoint_every' must be a positive integer, got 0"));
+  EXPECT_TRUE(contains(error_of("loss_chunk_size: -1\n"), "'loss_chunk_size' must be >= 0 (0 = off), got -1"));
   EXPECT_TRUE(contains(error_of("init_from: gpt3\n"), "'init_from' must be 'scratch' or 'resume', got 'gpt3'"));
   EXPECT_TRUE(contains(error_of("warmup_iters: 10\nlr_decay_iters: 5\n"), "lr_decay_iters (5) must be larger than warmup_iters (10)"));
   EXPECT_TRUE(contains(error_of("batch_size: [1, 2]\n"), "key 'batch_size' expects a single value"));
@@ -131,4 +135,15 @@ TEST(Config, RepositoryConfigsLoad) {
   const TrainConfig gpt2 = load_config(root + "/configs/train_gpt2.yaml", {"--device=cpu"});
   EXPECT_EQ(gpt2.gradient_accumulation_steps, 40);
   EXPECT_EQ(gpt2.log_interval, 10);
+}
+
+TEST(Config, ByteSizes) {
+  EXPECT_EQ(parse_byte_size("12GiB", "budget"), 12LL * 1024 * 1024 * 1024);
+  EXPECT_EQ(parse_byte_size("512MiB", "budget"), 512LL * 1024 * 1024);
+  EXPECT_EQ(parse_byte_size("1.5GB", "budget"), 1500000000LL);
+  EXPECT_EQ(parse_byte_size("1000", "budget"), 1000);
+  EXPECT_EQ(parse_byte_size("8 GiB", "budget"), 8LL * 1024 * 1024 * 1024);
+  EXPECT_THROW(parse_byte_size("12 potatoes", "budget"), ConfigError);
+  EXPECT_THROW(parse_byte_size("-1GiB", "budget"), ConfigError);
+  EXPECT_THROW(parse_byte_size("GiB", "budget"), ConfigError);
 }

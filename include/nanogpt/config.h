@@ -62,10 +62,18 @@ struct TrainConfig {
   int64_t seed = 1337;
   int64_t num_threads = 0;          // 0: all hardware threads
   double mfu_peak_flops = 312e12;   // MFU denominator; nanoGPT's A100 bf16 peak
+  // memory (this port's own, see docs/memory.md)
+  std::string activation_checkpointing = "none";  // none | blocks
+  int64_t checkpoint_every = 1;                    // with blocks: every Nth block
+  int64_t loss_chunk_size = 0;                     // LM head + loss over N positions at a time; 0: off
 
   // data_dir, or data/<dataset> when data_dir is empty.
   std::string resolved_data_dir() const;
 };
+
+// Bytes of a size such as "12GiB", "512MiB", "1.5GB" or "1000000"; throws ConfigError
+// naming `key` when it is not one.
+int64_t parse_byte_size(const std::string& text, const std::string& key);
 
 // Defaults with device "cuda" replaced by "cpu" when no GPU is usable, the way a
 // nanoGPT user on a CPU machine passes --device=cpu.

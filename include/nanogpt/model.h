@@ -77,7 +77,8 @@ struct GPTImpl : torch::nn::Module {
   explicit GPTImpl(const GPTConfig& config);
 
   // Training/eval path: logits for every position and, when targets are given, the mean
-  // cross-entropy over targets != -1. Without targets, logits of the last position only.
+  // cross-entropy over targets != -1 (with loss_chunk_size the logits are never whole, and
+  // the returned logits are undefined). Without targets, logits of the last position only.
   std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& idx,
                                                    const torch::Tensor& targets = {});
   // Final hidden states (after ln_f), optionally continuing from and filling `cache`.
@@ -99,6 +100,10 @@ struct GPTImpl : torch::nn::Module {
                          std::optional<int64_t> top_k = std::nullopt, bool use_kv_cache = true);
 
   GPTConfig config;
+  // Memory savers of the training path (see recompute.h); 0 turns each off.
+  int64_t checkpoint_every = 0;  // recompute every Nth block's activations in backward
+  int64_t loss_chunk_size = 0;   // LM head + loss over this many positions at a time
+
   torch::nn::ModuleDict transformer{nullptr};
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
   torch::nn::Dropout drop{nullptr};

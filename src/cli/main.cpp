@@ -3,8 +3,10 @@
 
 #include "commands.h"
 #include "nanogpt/config.h"
+#include "nanogpt/memory_stats.h"
 
 int main(int argc, char** argv) {
+  nanogpt::install_counting_cpu_allocator();  // peak tensor bytes in the training logs
   CLI::App app{"nanogpt: train GPT models from YAML configs and sample from checkpoints (a LibTorch port of nanoGPT)"};
   app.require_subcommand(1);
   nanogpt::cli::add_train_command(app);

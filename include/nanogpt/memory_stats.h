@@ -1,0 +1,33 @@
+#pragma once
+// Measured memory: bytes held by CPU tensors (a counting allocator the binary installs),
+// the process's peak resident set, and the CUDA caching allocator's peaks.
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace nanogpt {
+
+// Replaces LibTorch's CPU allocator by one that counts the bytes of live tensors.
+// Idempotent; tensors allocated before keep their own deleters and are not counted.
+void install_counting_cpu_allocator();
+bool counting_cpu_allocator_installed();
+
+struct MemoryPeaks {
+  int64_t cpu_tensor_bytes = -1;      // peak bytes held by CPU tensors (-1: not counted)
+  int64_t cpu_tensor_bytes_now = -1;  // bytes held now
+  int64_t peak_rss_bytes = -1;        // peak resident set of the process (VmHWM)
+  int64_t cuda_allocated_bytes = -1;  // CUDA caching allocator peak allocated (-1: no CUDA)
+  int64_t cuda_reserved_bytes = -1;   // CUDA caching allocator peak reserved
+};
+
+// The peaks since the last reset_memory_peaks(), for `device`.
+MemoryPeaks memory_peaks(const at::Device& device);
+
+// Starts a new measuring window: tensor and CUDA peaks drop to the current usage, and the
+// kernel's peak-RSS mark is reset (/proc/self/clear_refs) where the kernel allows it.
+void reset_memory_peaks(const at::Device& device);
+
+// "1.23 GiB", "512.0 MiB".
+std::string format_bytes(int64_t bytes);
+
+}  // namespace nanogpt

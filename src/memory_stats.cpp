@@ -1,0 +1,121 @@
+#include "nanogpt/memory_stats.h"
+
+#include <c10/core/CPUAllocator.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <fstream>
+#include <string>
+
+#include <fmt/format.h>
+
+#ifdef NANOGPT_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace nanogpt {
+
+namespace {
+
+class CountingCpuAllocator final : public c10::Allocator {
+ public:
+  explicit CountingCpuAllocator(c10::Allocator* base) : base_(base) {}
+
+  c10::DataPtr allocate(size_t bytes) const override {
+    c10::DataPtr inner = base_->allocate(bytes);
+    void* data = inner.get();
+    const c10::Device device = inner.device();
+    auto* record = new Record{std::move(inner), bytes, this};
+    const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+    int64_t peak = peak_.load();
+    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
+    }
+    return {data, record, &release, device};
+  }
+
+  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
+#endif
+
+  int64_t live() const { return live_.load(); }
+  int64_t peak() const { return peak_.load(); }
+  void reset_peak() const { peak_.store(live_.load()); }
+
+ private:
+  struct Record {
+    c10::DataPtr inner;
+    size_t bytes;
+    const CountingCpuAllocator* owner;
+  };
+
+  static void release(void* context) {
+    auto* record = static_cast<Record*>(context);
+    record->owner->live_.fetch_sub(static_cast<int64_t>(record->bytes));
+    delete record;  // frees the memory through the base allocator's deleter
+  }
+
+  c10::Allocator* base_;
+  mutable std::atomic<int64_t> live_{0};
+  mutable std::atomic<int64_t> peak_{0};
+};
+
+// The allocator registry of LibTorch is process-wide, so the counting allocator is too.
+CountingCpuAllocator* counting_allocator = nullptr;
+
+int64_t status_kib(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+}  // namespace
+
+void install_counting_cpu_allocator() {
+  if (counting_allocator != nullptr) return;
+  counting_allocator = new CountingCpuAllocator(c10::GetDefaultCPUAllocator());
+  c10::SetCPUAllocator(counting_allocator, /*priority=*/100);
+}
+
+bool counting_cpu_allocator_installed() { return counting_allocator != nullptr; }
+
+MemoryPeaks memory_peaks(const at::Device& device) {
+  MemoryPeaks peaks;
+  if (counting_allocator != nullptr) {
+    peaks.cpu_tensor_bytes = counting_allocator->peak();
+    peaks.cpu_tensor_bytes_now = counting_allocator->live();
+  }
+  const int64_t hwm_kib = status_kib("VmHWM");
+  if (hwm_kib >= 0) peaks.peak_rss_bytes = hwm_kib * 1024;
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    peaks.cuda_allocated_bytes = stats.allocated_bytes[0].peak;
+    peaks.cuda_reserved_bytes = stats.reserved_bytes[0].peak;
+  }
+#else
+  (void)device;
+#endif
+  return peaks;
+}
+
+void reset_memory_peaks(const at::Device& device) {
+  if (counting_allocator != nullptr) counting_allocator->reset_peak();
+  std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current RSS
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : 0);
+#else
+  (void)device;
+#endif
+}
+
+std::string format_bytes(int64_t bytes) {
+  const double b = static_cast<double>(bytes);
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
+  return fmt::format("{:.1f} KiB", b / 1024.0);
+}
+
+}  // namespace nanogpt

@@ -1,0 +1,172 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "nanogpt/compat.h"
+#include "nanogpt/grad_scaler.h"
+#include "nanogpt/memory_stats.h"
+#include "nanogpt/model.h"
+#include "nanogpt/recompute.h"
+
+using namespace nanogpt;
+
+namespace {
+
+struct StepResult {
+  double loss;
+  std::map<std::string, torch::Tensor> grads;
+  double next_random;  // the generator's next draw: recomputation must leave it untouched
+};
+
+// One forward/backward of a fixed model (seed 7) on fixed data (seed 8), with dropout drawn
+// after seeding 9.
+StepResult forward_backward(double dropout, int64_t checkpoint_every, int64_t loss_chunk_size, bool bf16) {
+  torch::manual_seed(7);
+  GPT model(GPTConfig{32, 97, 3, 4, 32, dropout, true});
+  model->checkpoint_every = checkpoint_every;
+  model->loss_chunk_size = loss_chunk_size;
+  torch::manual_seed(8);
+  auto x = torch::randint(97, {3, 32}, torch::kLong);
+  auto y = torch::randint(97, {3, 32}, torch::kLong);
+  y.index_put_({0, torch::indexing::Slice(0, 5)}, -1);  // ignored targets
+  torch::manual_seed(9);
+  torch::Tensor loss;
+  {
+    std::optional<AutocastGuard> guard;
+    if (bf16) guard.emplace(at::kCPU, AutocastState{true, at::kBFloat16});
+    loss = std::get<1>(model->forward(x, y));
+  }
+  loss.backward();
+  StepResult run{loss.item<double>(), {}, torch::rand({1}).item<double>()};
+  for (const auto& item : model->named_parameters()) run.grads[item.key()] = item.value().grad().clone();
+  return run;
+}
+
+void expect_equal_runs(const StepResult& a, const StepResult& b, double tolerance) {
+  if (tolerance == 0) {
+    EXPECT_EQ(a.loss, b.loss);
+  } else {
+    EXPECT_NEAR(a.loss, b.loss, tolerance);
+  }
+  EXPECT_EQ(a.next_random, b.next_random);
+  ASSERT_EQ(a.grads.size(), b.grads.size());
+  for (const auto& [name, grad] : a.grads) {
+    const torch::Tensor& other = b.grads.at(name);
+    if (tolerance == 0) {
+      EXPECT_TRUE(torch::equal(grad, other)) << name << " differs by " << (grad - other).abs().max().item<double>();
+    } else {
+      EXPECT_LE((grad - other).abs().max().item<double>(), tolerance) << name;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Recompute, CheckpointedBlocksGiveIdenticalGradients) {
+  for (double dropout : {0.0, 0.2}) {
+    SCOPED_TRACE(dropout);
+    const StepResult plain = forward_backward(dropout, 0, 0, false);
+    expect_equal_runs(plain, forward_backward(dropout, 1, 0, false), 0);
+    expect_equal_runs(plain, forward_backward(dropout, 2, 0, false), 0);
+  }
+}
+
+TEST(Recompute, CheckpointedBlocksGiveIdenticalGradientsUnderBf16Autocast) {
+  for (double dropout : {0.0, 0.2}) {
+    SCOPED_TRACE(dropout);
+    expect_equal_runs(forward_backward(dropout, 0, 0, true), forward_backward(dropout, 1, 0, true), 0);
+  }
+}
+
+TEST(Recompute, ChunkedLossEqualsUnchunked) {
+  for (double dropout : {0.0, 0.2}) {
+    for (int64_t chunk : {1, 7, 32, 96, 500}) {
+      SCOPED_TRACE(chunk);
+      expect_equal_runs(forward_backward(dropout, 0, 0, false), forward_backward(dropout, 0, chunk, false), 1e-6);
+    }
+  }
+}
+
+TEST(Recompute, ChunkedLossWithCheckpointingEqualsPlain) {
+  expect_equal_runs(forward_backward(0.2, 0, 0, false), forward_backward(0.2, 1, 16, false), 1e-6);
+}
+
+TEST(Recompute, ChunkedLossUnderBf16StaysWithinBf16Rounding) {
+  // bf16 keeps 8 bits of mantissa: chunking changes summation order, not the result beyond that.
+  expect_equal_runs(forward_backward(0.0, 0, 0, true), forward_backward(0.0, 0, 16, true), 2e-2);
+}
+
+TEST(Recompute, ChunkedLossDirectlyMatchesCrossEntropy) {
+  torch::manual_seed(1);
+  auto hidden = torch::randn({2, 5, 8}, torch::requires_grad());
+  auto weight = torch::randn({11, 8}, torch::requires_grad());
+  auto targets = torch::randint(11, {2, 5}, torch::kLong);
+  targets[1][4] = -1;
+  auto expected = torch::nn::functional::cross_entropy(torch::matmul(hidden, weight.t()).view({-1, 11}), targets.view(-1),
+                                                        torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+  auto got = chunked_lm_loss(hidden, weight, targets, 3);
+  EXPECT_NEAR(got.item<double>(), expected.item<double>(), 1e-6);
+  auto expected_grads = torch::autograd::grad({expected}, {hidden, weight});
+  auto got_grads = torch::autograd::grad({got}, {hidden, weight});
+  EXPECT_TRUE(torch::allclose(got_grads[0], expected_grads[0], 0, 1e-6));
+  EXPECT_TRUE(torch::allclose(got_grads[1], expected_grads[1], 0, 1e-6));
+}
+
+TEST(Recompute, AutocastGuardRestoresTheOuterState) {
+  const AutocastState before = autocast_state(at::kCPU);
+  EXPECT_FALSE(before.enabled);
+  {
+    AutocastGuard outer(at::kCPU, {true, at::kBFloat16});
+    EXPECT_TRUE(autocast_state(at::kCPU).enabled);
+    auto a = torch::randn({4, 4});
+    EXPECT_EQ(torch::matmul(a, a).scalar_type(), at::kBFloat16);
+    {
+      AutocastGuard inner(at::kCPU, {false, at::kBFloat16});
+      EXPECT_FALSE(autocast_state(at::kCPU).enabled);
+      EXPECT_EQ(torch::matmul(a, a).scalar_type(), at::kFloat);
+    }
+    EXPECT_TRUE(autocast_state(at::kCPU).enabled);
+    EXPECT_EQ(autocast_state(at::kCPU).dtype, at::kBFloat16);
+  }
+  EXPECT_EQ(autocast_state(at::kCPU).enabled, before.enabled);
+  EXPECT_EQ(autocast_state(at::kCPU).dtype, before.dtype);
+  auto a = torch::randn({4, 4});
+  EXPECT_EQ(torch::matmul(a, a).scalar_type(), at::kFloat);
+}
+
+TEST(Recompute, GradScalerSkipsNonFiniteStepsAndAdjustsTheScale) {
+  auto p = torch::ones({3}, torch::requires_grad());
+  torch::optim::SGD sgd({p}, torch::optim::SGDOptions(1.0));
+  GradScaler scaler(true, 1024.0, 2.0, 0.5, 2);
+  auto step = [&](double gradient) {
+    p.mutable_grad() = torch::full({3}, gradient * scaler.scale());
+    const bool stepped = scaler.step(sgd, {p});
+    scaler.update();
+    return stepped;
+  };
+  EXPECT_TRUE(step(0.5));  // unscaled gradient 0.5: p = 1 - 0.5
+  EXPECT_TRUE(torch::allclose(p, torch::full({3}, 0.5)));
+  EXPECT_EQ(scaler.scale(), 1024.0);
+  EXPECT_TRUE(step(0.25));  // second good step: the scale grows
+  EXPECT_EQ(scaler.scale(), 2048.0);
+  EXPECT_FALSE(step(std::numeric_limits<double>::infinity()));  // skipped, scale halves
+  EXPECT_EQ(scaler.scale(), 1024.0);
+  EXPECT_TRUE(torch::allclose(p, torch::full({3}, 0.25)));
+  GradScaler off(false);
+  EXPECT_TRUE(torch::equal(off.scale(torch::ones({})), torch::ones({})));
+}
+
+TEST(Recompute, CountingAllocatorMeasuresTensorBytes) {
+  install_counting_cpu_allocator();
+  ASSERT_TRUE(counting_cpu_allocator_installed());
+  reset_memory_peaks(at::kCPU);
+  const int64_t before = memory_peaks(at::kCPU).cpu_tensor_bytes_now;
+  {
+    auto big = torch::empty({1024, 1024}, torch::kFloat);  // 4 MiB
+    EXPECT_EQ(memory_peaks(at::kCPU).cpu_tensor_bytes_now - before, 4 << 20);
+  }
+  EXPECT_EQ(memory_peaks(at::kCPU).cpu_tensor_bytes_now, before);
+  EXPECT_GE(memory_peaks(at::kCPU).cpu_tensor_bytes - before, 4 << 20);
+  reset_memory_peaks(at::kCPU);
+  EXPECT_EQ(memory_peaks(at::kCPU).cpu_tensor_bytes, before);
+  EXPECT_GT(memory_peaks(at::kCPU).peak_rss_bytes, 0);
+}
