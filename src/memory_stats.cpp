@@ -1,6 +1,7 @@
 #include "nanogpt/memory_stats.h"
 
 #include <c10/core/CPUAllocator.h>
+#include <c10/core/impl/alloc_cpu.h>
 #include <torch/version.h>
 
 #include <atomic>
@@ -17,23 +18,25 @@ namespace nanogpt {
 
 namespace {
 
+// Allocates like LibTorch's default CPU allocator (c10::alloc_cpu, 64-byte aligned) with
+// a 64-byte header in front that records the size, so that the deleter can count the
+// release and the data pointer can stay its own context (raw_allocate requires that).
 class CountingCpuAllocator final : public c10::Allocator {
  public:
-  explicit CountingCpuAllocator(c10::Allocator* base) : base_(base) {}
+  static constexpr size_t kHeaderBytes = 64;
 
   c10::DataPtr allocate(size_t bytes) const override {
-    c10::DataPtr inner = base_->allocate(bytes);
-    void* data = inner.get();
-    const c10::Device device = inner.device();
-    auto* record = new Record{std::move(inner), bytes, this};
+    auto* block = static_cast<char*>(c10::alloc_cpu(bytes + kHeaderBytes));
+    *reinterpret_cast<size_t*>(block) = bytes;
+    void* data = block + kHeaderBytes;
     const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
     int64_t peak = peak_.load();
     while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
     }
-    return {data, record, &release, device};
+    return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
 
-  c10::DeleterFnPtr raw_deleter() const override { return nullptr; }
+  c10::DeleterFnPtr raw_deleter() const override { return &release; }
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
 #endif
@@ -43,22 +46,18 @@ class CountingCpuAllocator final : public c10::Allocator {
   void reset_peak() const { peak_.store(live_.load()); }
 
  private:
-  struct Record {
-    c10::DataPtr inner;
-    size_t bytes;
-    const CountingCpuAllocator* owner;
-  };
-
-  static void release(void* context) {
-    auto* record = static_cast<Record*>(context);
-    record->owner->live_.fetch_sub(static_cast<int64_t>(record->bytes));
-    delete record;  // frees the memory through the base allocator's deleter
+  static void release(void* data) {
+    if (data == nullptr) return;
+    char* block = static_cast<char*>(data) - kHeaderBytes;
+    live_.fetch_sub(static_cast<int64_t>(*reinterpret_cast<size_t*>(block)));
+    c10::free_cpu(block);
   }
 
-  c10::Allocator* base_;
-  mutable std::atomic<int64_t> live_{0};
+  static std::atomic<int64_t> live_;
   mutable std::atomic<int64_t> peak_{0};
 };
+
+std::atomic<int64_t> CountingCpuAllocator::live_{0};
 
 // The allocator registry of LibTorch is process-wide, so the counting allocator is too.
 CountingCpuAllocator* counting_allocator = nullptr;
@@ -75,7 +74,7 @@ int64_t status_kib(const std::string& field) {
 
 void install_counting_cpu_allocator() {
   if (counting_allocator != nullptr) return;
-  counting_allocator = new CountingCpuAllocator(c10::GetDefaultCPUAllocator());
+  counting_allocator = new CountingCpuAllocator();
   c10::SetCPUAllocator(counting_allocator, /*priority=*/100);
 }
 
