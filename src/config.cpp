@@ -68,6 +68,8 @@ const std::vector<KeySpec>& key_specs() {
       {"activation_checkpointing", &TrainConfig::activation_checkpointing},
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"loss_chunk_size", &TrainConfig::loss_chunk_size},
+      {"memory_budget", &TrainConfig::memory_budget},
+      {"auto_fit", &TrainConfig::auto_fit},
   };
   return specs;
 }
@@ -283,6 +285,7 @@ void validate(const TrainConfig& c) {
                       c.activation_checkpointing));
   require(c.checkpoint_every > 0,
           fmt::format("config key 'checkpoint_every' must be a positive integer, got {}", c.checkpoint_every));
+  if (!c.memory_budget.empty()) parse_byte_size(c.memory_budget, "memory_budget");
   require(c.loss_chunk_size >= 0,
           fmt::format("config key 'loss_chunk_size' must be >= 0 (0 = off), got {}", c.loss_chunk_size));
   require(c.init_from == "scratch" || c.init_from == "resume",

@@ -26,6 +26,11 @@ class CountingCpuAllocator final : public c10::Allocator {
   static constexpr size_t kHeaderBytes = 64;
 
   c10::DataPtr allocate(size_t bytes) const override {
+    const int64_t limit = limit_.load();
+    if (limit > 0 && live_.load() + static_cast<int64_t>(bytes) > limit) {
+      TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", format_bytes(bytes), " with ",
+                       format_bytes(live_.load()), " held by tensors and a limit of ", format_bytes(limit));
+    }
     auto* block = static_cast<char*>(c10::alloc_cpu(bytes + kHeaderBytes));
     *reinterpret_cast<size_t*>(block) = bytes;
     void* data = block + kHeaderBytes;
@@ -44,6 +49,7 @@ class CountingCpuAllocator final : public c10::Allocator {
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }
   void reset_peak() const { peak_.store(live_.load()); }
+  void set_limit(int64_t bytes) const { limit_.store(bytes); }
 
  private:
   static void release(void* data) {
@@ -55,6 +61,7 @@ class CountingCpuAllocator final : public c10::Allocator {
 
   static std::atomic<int64_t> live_;
   mutable std::atomic<int64_t> peak_{0};
+  mutable std::atomic<int64_t> limit_{0};
 };
 
 std::atomic<int64_t> CountingCpuAllocator::live_{0};
@@ -79,6 +86,35 @@ void install_counting_cpu_allocator() {
 }
 
 bool counting_cpu_allocator_installed() { return counting_allocator != nullptr; }
+
+void limit_device_memory(const at::Device& device, int64_t bytes) {
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) {
+    const int index = device.has_index() ? device.index() : 0;
+    size_t free_bytes = 0, total_bytes = 0;
+    C10_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    const double fraction = bytes <= 0 ? 1.0 : std::min(1.0, static_cast<double>(bytes) / static_cast<double>(total_bytes));
+    c10::cuda::CUDACachingAllocator::setMemoryFraction(fraction, index);
+    return;
+  }
+#endif
+  (void)device;
+  install_counting_cpu_allocator();
+  counting_allocator->set_limit(bytes);
+}
+
+bool is_out_of_memory(const std::exception& error) {
+  return dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr ||
+         std::string(error.what()).find("not enough memory") != std::string::npos;
+}
+
+void release_cached_memory(const at::Device& device) {
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#else
+  (void)device;
+#endif
+}
 
 MemoryPeaks memory_peaks(const at::Device& device) {
   MemoryPeaks peaks;

@@ -93,6 +93,16 @@ std::string peaks_text(const MemoryPeaks& peaks) {
   return text;
 }
 
+std::string out_of_memory_advice(const TrainConfig& config, int64_t batch_size, int64_t gradient_accumulation_steps,
+                                 const std::exception& error) {
+  std::string first_line = error.what();
+  first_line = first_line.substr(0, first_line.find('\n'));
+  return fmt::format("out of memory at micro-batch {} x {} tokens ({}). Set auto_fit: true to halve the micro-batch "
+                     "and double gradient_accumulation_steps automatically, or run `nanogpt memory` on this config "
+                     "with --budget to see what fits",
+                     batch_size, config.block_size, first_line);
+}
+
 void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -106,19 +116,30 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
   const at::Device device = parse_device(config.device);
   const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads();
   at::set_num_threads(threads);
-  const int64_t gradient_accumulation_steps = config.gradient_accumulation_steps;
-  const int64_t tokens_per_iter = gradient_accumulation_steps * config.batch_size * config.block_size;
+  // auto_fit may trade micro-batch for accumulation steps; their product stays fixed
+  int64_t batch_size = config.batch_size;
+  int64_t gradient_accumulation_steps = config.gradient_accumulation_steps;
+  const int64_t tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size;
   print(fmt::format("tokens per iteration will be: {}", with_commas(tokens_per_iter)));
   print(fmt::format("device: {}, threads: {}, {}", config.device, threads, torch_build_summary()));
 
   fs::create_directories(config.out_dir);
+  struct LimitReset {  // the cap is process-wide: lift it when training ends
+    at::Device device;
+    bool active;
+    ~LimitReset() { if (active) limit_device_memory(device, 0); }
+  } limit_reset{device, !config.memory_budget.empty()};
+  if (limit_reset.active) {
+    limit_device_memory(device, parse_byte_size(config.memory_budget, "memory_budget"));
+    print(fmt::format("memory budget: {} (tensors beyond it fail as out of memory)", config.memory_budget));
+  }
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
   // poor man's data loader: memory-mapped token files, random windows
   const TokenFile train_data = open_split(config, "train");
   const TokenFile val_data = open_split(config, "val");
   auto get_batch_split = [&](const std::string& split) {
-    return get_batch(split == "train" ? train_data : val_data, config.batch_size, config.block_size, device);
+    return get_batch(split == "train" ? train_data : val_data, batch_size, config.block_size, device);
   };
 
   int64_t iter_num = 0;
@@ -180,7 +201,7 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
     }
   }
 
-  const nlohmann::json config_json = to_json(config);
+  nlohmann::json config_json = to_json(config);
   MetricsLog metrics((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
 
   // The generator state before each training batch is drawn: a checkpoint stores the state
@@ -240,10 +261,31 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
     }
 
     // forward backward update, with gradient accumulation to simulate a larger batch
-    for (int64_t micro_step = 0; micro_step < gradient_accumulation_steps; ++micro_step) {
-      loss = forward_loss(X, Y) / static_cast<double>(gradient_accumulation_steps);
-      std::tie(X, Y) = next_train_batch();  // prefetch while the device works on the forward pass
-      scaler.scale(loss).backward();
+    while (true) {
+      try {
+        for (int64_t micro_step = 0; micro_step < gradient_accumulation_steps; ++micro_step) {
+          loss = forward_loss(X, Y) / static_cast<double>(gradient_accumulation_steps);
+          std::tie(X, Y) = next_train_batch();  // prefetch while the device works on the forward pass
+          scaler.scale(loss).backward();
+        }
+        break;
+      } catch (const std::exception& error) {
+        if (!is_out_of_memory(error)) throw;
+        loss = at::Tensor();
+        zero_grad_set_to_none(model->parameters());
+        release_cached_memory(device);
+        if (!config.auto_fit || batch_size % 2 != 0) {
+          throw std::runtime_error(out_of_memory_advice(config, batch_size, gradient_accumulation_steps, error));
+        }
+        batch_size /= 2;
+        gradient_accumulation_steps *= 2;
+        config_json["batch_size"] = batch_size;
+        config_json["gradient_accumulation_steps"] = gradient_accumulation_steps;
+        print(fmt::format("out of memory at iteration {}: auto_fit halves the micro-batch to {} and doubles "
+                          "gradient_accumulation_steps to {} (tokens per iteration unchanged), then redoes the iteration",
+                          iter_num, batch_size, gradient_accumulation_steps));
+        std::tie(X, Y) = next_train_batch();
+      }
     }
     if (config.grad_clip != 0.0) {
       scaler.unscale(model->parameters());
@@ -263,7 +305,7 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
       // a host sync: only at log intervals
       const double lossf = loss.item<double>() * static_cast<double>(gradient_accumulation_steps);
       if (local_iter_num >= 5) {  // let the training loop settle a bit
-        const double mfu = model->estimate_mfu(config.batch_size * gradient_accumulation_steps, dt, config.mfu_peak_flops);
+        const double mfu = model->estimate_mfu(batch_size * gradient_accumulation_steps, dt, config.mfu_peak_flops);
         running_mfu = running_mfu == -1.0 ? mfu : 0.9 * running_mfu + 0.1 * mfu;
       }
       const MemoryPeaks peaks = memory_peaks(device);

@@ -3,12 +3,14 @@
 
 #include <atomic>
 #include <fstream>
+#include <algorithm>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/data.h"
+#include "nanogpt/memory_stats.h"
 #include "nanogpt/train.h"
 #include "test_util.h"
 
@@ -195,4 +197,66 @@ TEST(Train, EvalOnlyEvaluatesAndStops) {
   EXPECT_FALSE(std::isnan(result.last_val_loss));
   EXPECT_TRUE(logged_losses(c.out_dir).empty());
   EXPECT_FALSE(std::filesystem::exists(c.out_dir + "/ckpt.pt"));
+}
+
+namespace {
+
+int64_t peak_tensor_bytes_of_run(const std::string& out_dir) {
+  int64_t peak = 0;
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto record = nlohmann::json::parse(line);
+    if (record["kind"] == "iter") peak = std::max(peak, record["peak_tensor_bytes"].get<int64_t>());
+  }
+  return peak;
+}
+
+}  // namespace
+
+TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data", 400);
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "measure8");
+  c.block_size = 128;
+  c.batch_size = 8;
+  c.gradient_accumulation_steps = 1;
+  c.max_iters = 2;
+  c.eval_iters = 1;
+  install_counting_cpu_allocator();
+  train(c, quiet());
+  const int64_t peak8 = peak_tensor_bytes_of_run(c.out_dir);
+  TrainConfig half = c;
+  half.out_dir = dir / "measure4";
+  half.batch_size = 4;
+  half.gradient_accumulation_steps = 2;
+  train(half, quiet());
+  const int64_t peak4 = peak_tensor_bytes_of_run(half.out_dir);
+  ASSERT_LT(peak4, peak8);
+
+  // A budget between the two peaks: micro-batch 8 runs out of memory, 4 fits.
+  TrainConfig fitted = c;
+  fitted.out_dir = dir / "fitted";
+  fitted.memory_budget = std::to_string((peak4 + peak8) / 2);
+  try {
+    train(fitted, quiet());
+    FAIL() << "expected out of memory";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("out of memory at micro-batch 8 x 128 tokens"), std::string::npos) << e.what();
+  }
+  fitted.auto_fit = true;
+  std::vector<std::string> lines;
+  TrainHooks hooks;
+  hooks.print = [&](const std::string& line) { lines.push_back(line); };
+  const TrainResult result = train(fitted, hooks);
+  EXPECT_EQ(result.iter_num, 3);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(), [](const std::string& l) {
+              return l.find("auto_fit halves the micro-batch to 4 and doubles gradient_accumulation_steps to 2") !=
+                     std::string::npos;
+            }),
+            1);
+  EXPECT_LE(peak_tensor_bytes_of_run(fitted.out_dir), (peak4 + peak8) / 2);
+  EXPECT_EQ(memory_peaks(at::kCPU).cpu_tensor_bytes >= 0, true);
+  // the budget is lifted when training ends
+  auto big = torch::empty({static_cast<int64_t>(peak8)}, torch::kByte);
+  EXPECT_EQ(big.numel(), peak8);
 }

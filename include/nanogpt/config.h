@@ -66,6 +66,8 @@ struct TrainConfig {
   std::string activation_checkpointing = "none";  // none | blocks
   int64_t checkpoint_every = 1;                    // with blocks: every Nth block
   int64_t loss_chunk_size = 0;                     // LM head + loss over N positions at a time; 0: off
+  std::string memory_budget;                       // e.g. "12GiB": plan for it and cap the device at it
+  bool auto_fit = false;                           // on out-of-memory: halve micro-batch, double accumulation
 
   // data_dir, or data/<dataset> when data_dir is empty.
   std::string resolved_data_dir() const;

@@ -12,6 +12,17 @@ namespace nanogpt {
 void install_counting_cpu_allocator();
 bool counting_cpu_allocator_installed();
 
+// Caps the bytes that tensors may hold on `device` (0: no cap), the way a smaller GPU
+// would: on the CPU the counting allocator refuses allocations past it with
+// c10::OutOfMemoryError; on CUDA the caching allocator's memory fraction is set.
+void limit_device_memory(const at::Device& device, int64_t bytes);
+
+// True for the out-of-memory errors of either allocator.
+bool is_out_of_memory(const std::exception& error);
+
+// Gives cached blocks back to the device (CUDA), after an out-of-memory error.
+void release_cached_memory(const at::Device& device);
+
 struct MemoryPeaks {
   int64_t cpu_tensor_bytes = -1;      // peak bytes held by CPU tensors (-1: not counted)
   int64_t cpu_tensor_bytes_now = -1;  // bytes held now

@@ -1,0 +1,246 @@
+// The memory table (see docs/memory.md for every formula and why), the planner, and the
+// measurement of one real optimizer step.
+#include "nanogpt/memory_plan.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "nanogpt/compat.h"
+#include "nanogpt/memory_stats.h"
+#include "nanogpt/model.h"
+
+namespace nanogpt {
+
+MemoryDevice memory_device_from_name(const std::string& name) {
+  if (name == "cpu") return MemoryDevice::cpu;
+  if (name.rfind("cuda", 0) == 0) return MemoryDevice::cuda;
+  throw ConfigError("--device '" + name + "' is not one of cpu, cuda, cuda:N");
+}
+
+std::string memory_device_name(MemoryDevice device) { return device == MemoryDevice::cuda ? "cuda" : "cpu"; }
+
+int64_t gpt_parameter_count(const TrainConfig& c, int64_t V) {
+  const int64_t C = c.n_embd, bias = c.bias ? 1 : 0;
+  const int64_t per_block = 12 * C * C + 2 * C + bias * 13 * C;  // ln_1, c_attn, c_proj, ln_2, c_fc, c_proj
+  return V * C + c.block_size * C + c.n_layer * per_block + C + bias * C;  // wte, wpe, h, ln_f
+}
+
+MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice device) {
+  const bool cuda = device == MemoryDevice::cuda;
+  const bool autocast = c.dtype != "float32";
+  const bool dropout = c.dropout > 0;
+  const bool chunked = c.loss_chunk_size > 0;
+  const int64_t every = c.activation_checkpointing == "blocks" ? std::max<int64_t>(c.checkpoint_every, 1) : 0;
+  const int64_t B = c.batch_size, T = c.block_size, C = c.n_embd, L = c.n_layer, nh = c.n_head;
+  const int64_t BTC = B * T * C, BT = B * T, BTV = B * T * V, att = B * nh * T * T, VC = V * C;
+  const int64_t P = gpt_parameter_count(c, V);
+  // a: bytes of a matmul input or output (bf16/fp16 under autocast); p: bytes per element
+  // of the attention probabilities kept for backward (CUDA autocast runs softmax in fp32 and
+  // keeps a half copy for the next matmul); s: bytes of the log-softmax of the logits (CUDA
+  // autocast runs cross-entropy in fp32); m: bytes of a dropout mask (CPU: a scaled noise
+  // tensor of the input's dtype; CUDA: bool).
+  const int64_t a = autocast ? 2 : 4;
+  const int64_t p = autocast && cuda ? 6 : a;
+  const int64_t s = autocast && cuda ? 4 : a;
+  const int64_t m_att = cuda ? 1 : (autocast && cuda ? 4 : a);
+  const int64_t m_res = cuda ? 1 : a;
+  const int64_t m_emb = cuda ? 1 : 4;
+  const int64_t block_matmul_params = 12 * C * C + (c.bias ? 9 * C : 0);
+  const int64_t n_ckpt = every > 0 ? (L - 1) / every + 1 : 0;
+  const int64_t chunk = chunked ? std::min(c.loss_chunk_size, BT) : 0;
+
+  MemoryEstimate e;
+  e.parameter_count = P;
+  auto add = [&](std::string name, std::string formula, int64_t bytes) {
+    e.terms.push_back({std::move(name), std::move(formula), bytes});
+  };
+  add("parameters (fp32)", "4*P", 4 * P);
+  add("gradients (fp32)", "4*P", 4 * P);
+  add("AdamW exp_avg (fp32)", "4*P", 4 * P);
+  add("AdamW exp_avg_sq (fp32)", "4*P", 4 * P);
+  if (autocast) {
+    // autocast caches a half copy of every matmul weight; the graph keeps those it saved
+    const int64_t blocks_with_copies = every > 0 ? L - n_ckpt + 1 : L;
+    add("autocast half weight copies",
+        fmt::format("2*({}*(12*C*C{}){})", every > 0 ? "(L-n_ckpt+1)" : "L", c.bias ? "+9*C" : "",
+                    chunked ? "" : "+V*C"),
+        2 * (blocks_with_copies * block_matmul_params + (chunked ? 0 : VC)));
+  }
+
+  // One block's saved tensors: x (ln_1 input) and x+attn (ln_2 input) in fp32; the inputs of
+  // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
+  // c_fc, of GELU and of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
+  int64_t per_block = 2 * 4 * BTC + 14 * a * BTC + p * att + 16 * BT;
+  std::string per_block_formula = "2*4*B*T*C + 14*a*B*T*C + p*B*nh*T*T + 16*B*T";
+  if (dropout) {
+    per_block += (m_att + a) * att + 2 * m_res * BTC;
+    per_block_formula += " + (m+a)*B*nh*T*T + 2*m*B*T*C";
+  }
+  const int64_t plain_blocks = L - n_ckpt;
+  if (plain_blocks > 0) {
+    add(fmt::format("block activations ({} blocks)", plain_blocks), "(L-n_ckpt)*(" + per_block_formula + ")",
+        plain_blocks * per_block);
+  }
+  if (n_ckpt > 0) {
+    add(fmt::format("checkpointed block inputs ({} blocks)", n_ckpt), "n_ckpt*4*B*T*C", n_ckpt * 4 * BTC);
+    add("one block recomputed in backward", per_block_formula, per_block);
+  }
+  if (dropout) add("embedding dropout mask", "m*B*T*C", m_emb * BTC);
+  add("ln_f input and statistics", "4*B*T*C + 8*B*T", 4 * BTC + 8 * BT);
+  add("LM-head input", chunked ? "4*B*T*C (fp32 hidden, kept by the chunked loss)" : "a*B*T*C",
+      (chunked ? 4 : a) * BTC);
+  int64_t activation_bytes = 0;
+  for (size_t i = 4; i < e.terms.size(); ++i) activation_bytes += e.terms[i].bytes;
+
+  int64_t head_bytes = 0;
+  if (!chunked) {
+    // backward start: the saved log-softmax, its gradient and the logits' gradient; then the
+    // LM head's weight gradient (a half one cast to fp32 under autocast) beside the latter
+    const int64_t softmax_phase = 3 * s * BTV;
+    const int64_t matmul_phase = a * BTV + (autocast ? 2 : 0) * VC + 4 * VC;
+    head_bytes = std::max(softmax_phase, matmul_phase);
+    add("logits, log-softmax and their gradients", fmt::format("max(3*s*B*T*V, a*B*T*V + {}4*V*C)", autocast ? "2*V*C + " : ""),
+        head_bytes);
+  } else {
+    const int64_t softmax_phase = 3 * s * chunk * V;
+    const int64_t matmul_phase = a * chunk * V + (autocast ? 2 : 0) * VC + 4 * VC;
+    head_bytes = 4 * BTC + 4 * VC + (autocast ? 2 * VC : 0) + std::max(softmax_phase, matmul_phase);
+    add("chunked loss backward (chunk rows N)",
+        fmt::format("4*B*T*C + 4*V*C {}+ max(3*s*N*V, a*N*V + {}4*V*C)", autocast ? "+ 2*V*C " : "",
+                    autocast ? "2*V*C + " : ""),
+        head_bytes);
+  }
+  // the last block's backward: the residual gradients and the largest pair of
+  // intermediate gradients (attention scores, or the MLP's 4C-wide ones)
+  const int64_t block_backward = 8 * BTC + std::max(8 * a * BTC, 2 * p * att);
+  add("block backward working set", "8*B*T*C + max(8*a*B*T*C, 2*p*B*nh*T*T)", block_backward);
+  activation_bytes += head_bytes + block_backward;
+
+  // AdamW's step runs after the activations are gone; its sqrt/div temporaries of the
+  // largest parameter (wte) matter only for tiny batches.
+  const int64_t largest_param = std::max(VC, 4 * C * C);
+  add("optimizer step temporaries beyond activations", "max(0, 2*4*max(V*C, 4*C*C) - activations)",
+      std::max<int64_t>(0, 2 * 4 * largest_param - activation_bytes));
+  int64_t sum = 0;
+  for (const auto& t : e.terms) sum += t.bytes;
+  if (cuda) {
+    add("CUDA context, cuBLAS workspace, allocator fragmentation", "512 MiB + 5% of the above",
+        512LL * 1024 * 1024 + sum / 20);
+  } else {
+    add("allocator overhead (CPU: tensors are counted as requested)", "0", 0);
+  }
+  e.total_bytes = 0;
+  for (const auto& t : e.terms) e.total_bytes += t.bytes;
+  return e;
+}
+
+namespace {
+
+std::string gib(int64_t bytes) { return fmt::format("{:.2f}", static_cast<double>(bytes) / (1024.0 * 1024 * 1024)); }
+
+}  // namespace
+
+MemoryPlan plan_memory(const TrainConfig& config, int64_t vocab_size, MemoryDevice device, int64_t budget_bytes) {
+  const int64_t effective = config.batch_size * config.gradient_accumulation_steps;
+  auto with_setting = [&](int64_t micro, bool chunk, bool ckpt) {
+    TrainConfig c = config;
+    c.batch_size = micro;
+    c.gradient_accumulation_steps = effective / micro;
+    if (chunk && c.loss_chunk_size == 0) c.loss_chunk_size = kPlannerLossChunk;
+    if (ckpt && c.activation_checkpointing == "none") {
+      c.activation_checkpointing = "blocks";
+      c.checkpoint_every = 1;
+    }
+    return c;
+  };
+  for (int64_t micro = std::min(config.batch_size, effective); micro >= 1; --micro) {
+    if (effective % micro != 0) continue;
+    for (int option = 0; option < 3; ++option) {
+      const bool chunk = option >= 1, ckpt = option == 2;
+      TrainConfig candidate = with_setting(micro, chunk, ckpt);
+      MemoryEstimate estimate = estimate_memory(candidate, vocab_size, device);
+      if (estimate.total_bytes > budget_bytes) continue;
+      MemoryPlan plan;
+      plan.needed_chunked_loss = config.loss_chunk_size == 0 && candidate.loss_chunk_size > 0;
+      plan.needed_checkpointing = config.activation_checkpointing == "none" && candidate.activation_checkpointing != "none";
+      plan.changed_micro_batch = micro != config.batch_size;
+      plan.config = std::move(candidate);
+      plan.estimate = std::move(estimate);
+      return plan;
+    }
+  }
+  const MemoryEstimate smallest = estimate_memory(with_setting(1, true, true), vocab_size, device);
+  throw MemoryPlanError(fmt::format(
+      "even micro-batch 1 with activation checkpointing and chunked loss needs {} GiB, more than the budget {} GiB",
+      gib(smallest.total_bytes), gib(budget_bytes)));
+}
+
+MeasuredMemory measure_training_step(const TrainConfig& config, int64_t vocab_size) {
+  install_counting_cpu_allocator();
+  const at::Device device(at::kCPU);
+  // tensors that other code of this process holds are not the step's
+  const int64_t held_before = std::max<int64_t>(0, memory_peaks(device).cpu_tensor_bytes_now);
+  at::set_num_threads(config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads());
+  torch::manual_seed(static_cast<uint64_t>(config.seed));
+  GPT model(GPTConfig{config.block_size, vocab_size, config.n_layer, config.n_head, config.n_embd, config.dropout,
+                      config.bias});
+  model->train();
+  model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
+  model->loss_chunk_size = config.loss_chunk_size;
+  auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
+  const std::optional<AutocastState> autocast =
+      config.dtype == "float32"
+          ? std::nullopt
+          : std::optional<AutocastState>(AutocastState{true, config.dtype == "float16" ? at::kHalf : at::kBFloat16});
+  auto batch = [&] {
+    return std::make_pair(torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong),
+                          torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong));
+  };
+  auto step = [&](int64_t micro_steps) {
+    auto [X, Y] = batch();
+    for (int64_t micro_step = 0; micro_step < micro_steps; ++micro_step) {
+      at::Tensor loss;
+      {
+        std::optional<AutocastGuard> guard;
+        if (autocast) guard.emplace(device.type(), *autocast);
+        loss = std::get<1>(model->forward(X, Y)) / static_cast<double>(micro_steps);
+      }
+      std::tie(X, Y) = batch();  // the trainer prefetches the next batch here
+      loss.backward();
+    }
+    if (config.grad_clip != 0.0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
+    optimizer->step();
+    zero_grad_set_to_none(model->parameters());
+  };
+  step(1);  // warm-up: creates the AdamW moments
+  reset_memory_peaks(device);
+  const auto t0 = std::chrono::steady_clock::now();
+  step(config.gradient_accumulation_steps);
+  const auto t1 = std::chrono::steady_clock::now();
+  const MemoryPeaks peaks = memory_peaks(device);
+  return {peaks.cpu_tensor_bytes - held_before, peaks.peak_rss_bytes, std::chrono::duration<double>(t1 - t0).count()};
+}
+
+std::string format_memory_table(const MemoryEstimate& estimate) {
+  size_t name_width = 5, formula_width = 7;
+  for (const auto& t : estimate.terms) {
+    name_width = std::max(name_width, t.name.size());
+    formula_width = std::max(formula_width, t.formula.size());
+  }
+  std::string out = fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}\n", "term", name_width, "formula", formula_width,
+                                "bytes", "");
+  for (const auto& t : estimate.terms) {
+    out += fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}\n", t.name, name_width, t.formula, formula_width, t.bytes,
+                       format_bytes(t.bytes));
+  }
+  out += fmt::format("{:<{}}  {:<{}}  {:>16}  {:>10}\n", "total (estimated peak)", name_width, "sum of the above",
+                     formula_width, estimate.total_bytes, format_bytes(estimate.total_bytes));
+  return out;
+}
+
+}  // namespace nanogpt
