@@ -69,6 +69,7 @@ const std::vector<KeySpec>& key_specs() {
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"loss_chunk_size", &TrainConfig::loss_chunk_size},
       {"memory_budget", &TrainConfig::memory_budget},
+      {"memory_limit", &TrainConfig::memory_limit},
       {"auto_fit", &TrainConfig::auto_fit},
   };
   return specs;
@@ -286,6 +287,7 @@ void validate(const TrainConfig& c) {
   require(c.checkpoint_every > 0,
           fmt::format("config key 'checkpoint_every' must be a positive integer, got {}", c.checkpoint_every));
   if (!c.memory_budget.empty()) parse_byte_size(c.memory_budget, "memory_budget");
+  if (!c.memory_limit.empty()) parse_byte_size(c.memory_limit, "memory_limit");
   require(c.loss_chunk_size >= 0,
           fmt::format("config key 'loss_chunk_size' must be >= 0 (0 = off), got {}", c.loss_chunk_size));
   require(c.init_from == "scratch" || c.init_from == "resume",

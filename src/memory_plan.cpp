@@ -26,7 +26,7 @@ std::string memory_device_name(MemoryDevice device) { return device == MemoryDev
 
 int64_t gpt_parameter_count(const TrainConfig& c, int64_t V) {
   const int64_t C = c.n_embd, bias = c.bias ? 1 : 0;
-  const int64_t per_block = 12 * C * C + 2 * C + bias * 13 * C;  // ln_1, c_attn, c_proj, ln_2, c_fc, c_proj
+  const int64_t per_block = 12 * C * C + 2 * C + bias * 11 * C;  // ln_1, c_attn, c_proj, ln_2, c_fc, c_proj
   return V * C + c.block_size * C + c.n_layer * per_block + C + bias * C;  // wte, wpe, h, ln_f
 }
 
@@ -41,12 +41,11 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   const int64_t P = gpt_parameter_count(c, V);
   // a: bytes of a matmul input or output (bf16/fp16 under autocast); p: bytes per element
   // of the attention probabilities kept for backward (CUDA autocast runs softmax in fp32 and
-  // keeps a half copy for the next matmul); s: bytes of the log-softmax of the logits (CUDA
-  // autocast runs cross-entropy in fp32); m: bytes of a dropout mask (CPU: a scaled noise
+  // keeps a half copy for the next matmul); s: bytes of the log-softmax of the logits; m: bytes of a dropout mask (CPU: a scaled noise
   // tensor of the input's dtype; CUDA: bool).
   const int64_t a = autocast ? 2 : 4;
   const int64_t p = autocast && cuda ? 6 : a;
-  const int64_t s = autocast && cuda ? 4 : a;
+  const int64_t s = 4;  // autocast (CPU and CUDA) runs cross-entropy's log-softmax in fp32
   const int64_t m_att = cuda ? 1 : (autocast && cuda ? 4 : a);
   const int64_t m_res = cuda ? 1 : a;
   const int64_t m_emb = cuda ? 1 : 4;
@@ -88,7 +87,6 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   }
   if (n_ckpt > 0) {
     add(fmt::format("checkpointed block inputs ({} blocks)", n_ckpt), "n_ckpt*4*B*T*C", n_ckpt * 4 * BTC);
-    add("one block recomputed in backward", per_block_formula, per_block);
   }
   if (dropout) add("embedding dropout mask", "m*B*T*C", m_emb * BTC);
   add("ln_f input and statistics", "4*B*T*C + 8*B*T", 4 * BTC + 8 * BT);
@@ -115,11 +113,16 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
                     autocast ? "2*V*C + " : ""),
         head_bytes);
   }
-  // the last block's backward: the residual gradients and the largest pair of
-  // intermediate gradients (attention scores, or the MLP's 4C-wide ones)
-  const int64_t block_backward = 8 * BTC + std::max(8 * a * BTC, 2 * p * att);
-  add("block backward working set", "8*B*T*C + max(8*a*B*T*C, 2*p*B*nh*T*T)", block_backward);
-  activation_bytes += head_bytes + block_backward;
+  // The blocks' backward starts after the loss head's tensors are freed, so it adds only
+  // what it needs beyond them: the recomputed block (with checkpointing), the residual
+  // gradients and the largest pair of intermediate gradients (attention scores, or the MLP's).
+  const int64_t block_backward = (n_ckpt > 0 ? per_block : 0) + 8 * BTC + std::max(8 * a * BTC, 2 * p * att);
+  const int64_t beyond_head = std::max<int64_t>(0, block_backward - head_bytes);
+  add(n_ckpt > 0 ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
+      fmt::format("max(0, {}8*B*T*C + max(8*a*B*T*C, 2*p*B*nh*T*T) - loss head)",
+                  n_ckpt > 0 ? "(" + per_block_formula + ") + " : ""),
+      beyond_head);
+  activation_bytes += head_bytes + beyond_head;
 
   // AdamW's step runs after the activations are gone; its sqrt/div temporaries of the
   // largest parameter (wte) matter only for tiny batches.

@@ -16,6 +16,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
 #include "nanogpt/grad_scaler.h"
+#include "nanogpt/memory_plan.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/metrics.h"
 #include "nanogpt/model.h"
@@ -93,14 +94,34 @@ std::string peaks_text(const MemoryPeaks& peaks) {
   return text;
 }
 
-std::string out_of_memory_advice(const TrainConfig& config, int64_t batch_size, int64_t gradient_accumulation_steps,
-                                 const std::exception& error) {
+std::string describe_setting(const TrainConfig& c) {
+  return fmt::format("batch_size {} x gradient_accumulation_steps {}, activation_checkpointing {}{}, loss_chunk_size {}",
+                     c.batch_size, c.gradient_accumulation_steps, c.activation_checkpointing,
+                     c.activation_checkpointing == "blocks" ? fmt::format(" (every {})", c.checkpoint_every) : "",
+                     c.loss_chunk_size);
+}
+
+// The planner's answer to an out-of-memory error: what the failed setting needs and,
+// for the budget (memory_budget, else nothing known), a setting that fits.
+std::string out_of_memory_advice(const TrainConfig& config, int64_t vocab_size, const std::exception& error) {
   std::string first_line = error.what();
   first_line = first_line.substr(0, first_line.find('\n'));
-  return fmt::format("out of memory at micro-batch {} x {} tokens ({}). Set auto_fit: true to halve the micro-batch "
-                     "and double gradient_accumulation_steps automatically, or run `nanogpt memory` on this config "
-                     "with --budget to see what fits",
-                     batch_size, config.block_size, first_line);
+  const MemoryDevice device = memory_device_from_name(config.device);
+  std::string advice = fmt::format(
+      "out of memory at micro-batch {} x {} tokens ({}). The estimate for {} is {}.", config.batch_size,
+      config.block_size, first_line, describe_setting(config),
+      format_bytes(estimate_memory(config, vocab_size, device).total_bytes));
+  if (!config.memory_budget.empty()) {
+    try {
+      const MemoryPlan plan =
+          plan_memory(config, vocab_size, device, parse_byte_size(config.memory_budget, "memory_budget"));
+      advice += fmt::format(" For the budget {} the planner suggests {} (estimated peak {}).", config.memory_budget,
+                            describe_setting(plan.config), format_bytes(plan.estimate.total_bytes));
+    } catch (const MemoryPlanError& e) {
+      advice += std::string(" ") + e.what() + ".";
+    }
+  }
+  return advice + " With auto_fit: true the trainer halves the micro-batch and doubles the accumulation by itself.";
 }
 
 void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
@@ -111,7 +132,8 @@ void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
 
 }  // namespace
 
-TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
+TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
+  TrainConfig config = requested;  // memory_budget and auto_fit may change its memory setting
   auto print = hooks.print ? hooks.print : [](const std::string& line) { std::cout << line << std::endl; };
   const at::Device device = parse_device(config.device);
   const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads();
@@ -124,14 +146,17 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
   print(fmt::format("device: {}, threads: {}, {}", config.device, threads, torch_build_summary()));
 
   fs::create_directories(config.out_dir);
-  struct LimitReset {  // the cap is process-wide: lift it when training ends
+  // A cap on the device's tensor memory, as a smaller device would have: memory_limit,
+  // else memory_budget. It is process-wide, so it is lifted when training ends.
+  const std::string& cap = !config.memory_limit.empty() ? config.memory_limit : config.memory_budget;
+  struct LimitReset {
     at::Device device;
     bool active;
     ~LimitReset() { if (active) limit_device_memory(device, 0); }
-  } limit_reset{device, !config.memory_budget.empty()};
+  } limit_reset{device, !cap.empty()};
   if (limit_reset.active) {
-    limit_device_memory(device, parse_byte_size(config.memory_budget, "memory_budget"));
-    print(fmt::format("memory budget: {} (tensors beyond it fail as out of memory)", config.memory_budget));
+    limit_device_memory(device, parse_byte_size(cap, "memory_limit"));
+    print(fmt::format("device memory capped at {}: tensors beyond it fail as out of memory", cap));
   }
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
@@ -165,6 +190,20 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
     throw DataError(fmt::format("the model's vocab_size {} is smaller than the dataset's {}", model_args.vocab_size,
                                 *meta_vocab));
   }
+  if (!config.memory_budget.empty()) {
+    // the planner's setting for the budget, applied before anything is allocated
+    const int64_t budget = parse_byte_size(config.memory_budget, "memory_budget");
+    const MemoryPlan plan = plan_memory(config, model_args.vocab_size, memory_device_from_name(config.device), budget);
+    config.batch_size = plan.config.batch_size;
+    config.gradient_accumulation_steps = plan.config.gradient_accumulation_steps;
+    config.activation_checkpointing = plan.config.activation_checkpointing;
+    config.checkpoint_every = plan.config.checkpoint_every;
+    config.loss_chunk_size = plan.config.loss_chunk_size;
+    batch_size = config.batch_size;
+    gradient_accumulation_steps = config.gradient_accumulation_steps;
+    print(fmt::format("memory plan for {}: {} (estimated peak {})", config.memory_budget, describe_setting(config),
+                      format_bytes(plan.estimate.total_bytes)));
+  }
   GPT model(model_args);
   print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
   if (config.block_size < model->config.block_size) {
@@ -195,10 +234,7 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
     load_checkpoint_state(ckpt_path, model, optimizer.get());
     iter_num = resumed.iter_num;
     best_val_loss = resumed.best_val_loss;
-    if (resumed.rng_state.defined()) {
-      at::Generator cpu_generator = at::detail::getDefaultCPUGenerator();
-      cpu_generator.set_state(resumed.rng_state);
-    }
+    if (resumed.rng_state.defined()) set_rng_state(at::kCPU, resumed.rng_state);
   }
 
   nlohmann::json config_json = to_json(config);
@@ -206,10 +242,9 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
 
   // The generator state before each training batch is drawn: a checkpoint stores the state
   // before the pending batch, so that a resumed run draws that same batch again.
-  at::Generator generator = at::detail::getDefaultCPUGenerator();
   at::Tensor pending_batch_rng_state;
   auto next_train_batch = [&] {
-    pending_batch_rng_state = generator.get_state();
+    pending_batch_rng_state = rng_state(at::kCPU);
     return get_batch_split("train");
   };
   auto save = [&](int64_t at_iter) {
@@ -275,7 +310,10 @@ TrainResult train(const TrainConfig& config, const TrainHooks& hooks) {
         zero_grad_set_to_none(model->parameters());
         release_cached_memory(device);
         if (!config.auto_fit || batch_size % 2 != 0) {
-          throw std::runtime_error(out_of_memory_advice(config, batch_size, gradient_accumulation_steps, error));
+          TrainConfig failed = config;
+          failed.batch_size = batch_size;
+          failed.gradient_accumulation_steps = gradient_accumulation_steps;
+          throw std::runtime_error(out_of_memory_advice(failed, model_args.vocab_size, error));
         }
         batch_size /= 2;
         gradient_accumulation_steps *= 2;

@@ -233,15 +233,17 @@ TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
   const int64_t peak4 = peak_tensor_bytes_of_run(half.out_dir);
   ASSERT_LT(peak4, peak8);
 
-  // A budget between the two peaks: micro-batch 8 runs out of memory, 4 fits.
+  // A cap between the two peaks: micro-batch 8 runs out of memory, 4 fits.
   TrainConfig fitted = c;
   fitted.out_dir = dir / "fitted";
-  fitted.memory_budget = std::to_string((peak4 + peak8) / 2);
+  fitted.memory_limit = std::to_string((peak4 + peak8) / 2);
   try {
     train(fitted, quiet());
     FAIL() << "expected out of memory";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("out of memory at micro-batch 8 x 128 tokens"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("The estimate for batch_size 8 x gradient_accumulation_steps 1"),
+              std::string::npos) << e.what();
   }
   fitted.auto_fit = true;
   std::vector<std::string> lines;
@@ -259,4 +261,35 @@ TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
   // the budget is lifted when training ends
   auto big = torch::empty({static_cast<int64_t>(peak8)}, torch::kByte);
   EXPECT_EQ(big.numel(), peak8);
+}
+
+TEST(Train, MemoryBudgetAppliesThePlannersSettingUpFront) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data", 400);
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "plain");
+  c.block_size = 128;
+  c.batch_size = 8;
+  c.gradient_accumulation_steps = 1;
+  c.max_iters = 2;
+  c.eval_iters = 1;
+  install_counting_cpu_allocator();
+  train(c, quiet());
+  const int64_t plain_peak = peak_tensor_bytes_of_run(c.out_dir);
+
+  TrainConfig budgeted = c;
+  budgeted.out_dir = dir / "budgeted";
+  budgeted.memory_budget = std::to_string(plain_peak * 3 / 4);
+  budgeted.eval_interval = 2;  // a checkpoint at iteration 2
+  std::vector<std::string> lines;
+  TrainHooks hooks;
+  hooks.print = [&](const std::string& line) { lines.push_back(line); };
+  const TrainResult result = train(budgeted, hooks);  // no out-of-memory: the plan fits
+  EXPECT_EQ(result.iter_num, 3);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& l) { return l.rfind("memory plan for ", 0) == 0; }),
+            1);
+  EXPECT_LE(peak_tensor_bytes_of_run(budgeted.out_dir), plain_peak * 3 / 4);
+  // the setting the run used is the one its checkpoint records: same tokens per iteration
+  const auto saved = read_checkpoint_info(budgeted.out_dir + "/ckpt.pt").config;
+  EXPECT_EQ(saved["batch_size"].get<int64_t>() * saved["gradient_accumulation_steps"].get<int64_t>(), 8);
 }

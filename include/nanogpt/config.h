@@ -67,6 +67,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 1;                    // with blocks: every Nth block
   int64_t loss_chunk_size = 0;                     // LM head + loss over N positions at a time; 0: off
   std::string memory_budget;                       // e.g. "12GiB": plan for it and cap the device at it
+  std::string memory_limit;                        // cap the device without planning (a smaller device)
   bool auto_fit = false;                           // on out-of-memory: halve micro-batch, double accumulation
 
   // data_dir, or data/<dataset> when data_dir is empty.
