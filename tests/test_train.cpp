@@ -211,12 +211,10 @@ int64_t peak_tensor_bytes_of_run(const std::string& out_dir) {
   return peak;
 }
 
-}  // namespace
-
-TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
-  TempDir dir;
+// Trains micro-batch 8 x 128 tokens for 3 iterations with the tensor bytes counted.
+TrainConfig measured_micro_batch_8_run(const TempDir& dir, const std::string& out_name) {
   nanogpt::testing::make_char_dataset(dir / "data", 400);
-  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "measure8");
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / out_name);
   c.block_size = 128;
   c.batch_size = 8;
   c.gradient_accumulation_steps = 1;
@@ -224,6 +222,14 @@ TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
   c.eval_iters = 1;
   install_counting_cpu_allocator();
   train(c, quiet());
+  return c;
+}
+
+}  // namespace
+
+TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
+  TempDir dir;
+  const TrainConfig c = measured_micro_batch_8_run(dir, "measure8");
   const int64_t peak8 = peak_tensor_bytes_of_run(c.out_dir);
   TrainConfig half = c;
   half.out_dir = dir / "measure4";
@@ -265,15 +271,7 @@ TEST(Train, AutoFitHalvesTheMicroBatchOnOutOfMemory) {
 
 TEST(Train, MemoryBudgetAppliesThePlannersSettingUpFront) {
   TempDir dir;
-  nanogpt::testing::make_char_dataset(dir / "data", 400);
-  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "plain");
-  c.block_size = 128;
-  c.batch_size = 8;
-  c.gradient_accumulation_steps = 1;
-  c.max_iters = 2;
-  c.eval_iters = 1;
-  install_counting_cpu_allocator();
-  train(c, quiet());
+  const TrainConfig c = measured_micro_batch_8_run(dir, "plain");
   const int64_t plain_peak = peak_tensor_bytes_of_run(c.out_dir);
 
   TrainConfig budgeted = c;
