@@ -124,6 +124,50 @@ std::string out_of_memory_advice(const TrainConfig& config, int64_t vocab_size, 
   return advice + " With auto_fit: true the trainer halves the micro-batch and doubles the accumulation by itself.";
 }
 
+using Print = std::function<void(const std::string&)>;
+
+// The model's shape: the config's, or the checkpoint's when resuming (dropout may change).
+GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>& meta_vocab,
+                         const CheckpointInfo& resumed, const Print& print) {
+  GPTConfig args{config.block_size, 0, config.n_layer, config.n_head, config.n_embd, config.dropout, config.bias};
+  if (config.init_from == "scratch") {
+    print("Initializing a new model from scratch");
+    if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
+    args.vocab_size = meta_vocab.value_or(50304);
+  } else {
+    print(fmt::format("Resuming training from {}", config.out_dir));
+    const GPTConfig& saved = resumed.model_args;
+    args = {saved.block_size, saved.vocab_size, saved.n_layer, saved.n_head, saved.n_embd, config.dropout, saved.bias};
+  }
+  if (meta_vocab && args.vocab_size < *meta_vocab) {
+    throw DataError(fmt::format("the model's vocab_size {} is smaller than the dataset's {}", args.vocab_size,
+                                *meta_vocab));
+  }
+  return args;
+}
+
+// The planner's setting for memory_budget, applied before anything is allocated.
+void apply_memory_plan(TrainConfig& config, int64_t vocab_size, const Print& print) {
+  const int64_t budget = parse_byte_size(config.memory_budget, "memory_budget");
+  const MemoryPlan plan = plan_memory(config, vocab_size, memory_device_from_name(config.device), budget);
+  config.batch_size = plan.config.batch_size;
+  config.gradient_accumulation_steps = plan.config.gradient_accumulation_steps;
+  config.activation_checkpointing = plan.config.activation_checkpointing;
+  config.checkpoint_every = plan.config.checkpoint_every;
+  config.loss_chunk_size = plan.config.loss_chunk_size;
+  print(fmt::format("memory plan for {}: {} (estimated peak {})", config.memory_budget, describe_setting(config),
+                    format_bytes(plan.estimate.total_bytes)));
+}
+
+void print_parameter_groups(const torch::optim::AdamW& optimizer, const Print& print) {
+  for (size_t g = 0; g < 2; ++g) {
+    int64_t n = 0;
+    for (const auto& p : optimizer.param_groups()[g].params()) n += p.numel();
+    print(fmt::format("num {}decayed parameter tensors: {}, with {} parameters", g == 0 ? "" : "non-",
+                      optimizer.param_groups()[g].params().size(), with_commas(n)));
+  }
+}
+
 void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) {
     static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
@@ -134,7 +178,7 @@ void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
 
 TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   TrainConfig config = requested;  // memory_budget and auto_fit may change its memory setting
-  auto print = hooks.print ? hooks.print : [](const std::string& line) { std::cout << line << std::endl; };
+  const Print print = hooks.print ? hooks.print : [](const std::string& line) { std::cout << line << std::endl; };
   const at::Device device = parse_device(config.device);
   const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads();
   at::set_num_threads(threads);
@@ -146,18 +190,10 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   print(fmt::format("device: {}, threads: {}, {}", config.device, threads, torch_build_summary()));
 
   fs::create_directories(config.out_dir);
-  // A cap on the device's tensor memory, as a smaller device would have: memory_limit,
-  // else memory_budget. It is process-wide, so it is lifted when training ends.
+  // a cap on the device's tensor memory, as a smaller device would have
   const std::string& cap = !config.memory_limit.empty() ? config.memory_limit : config.memory_budget;
-  struct LimitReset {
-    at::Device device;
-    bool active;
-    ~LimitReset() { if (active) limit_device_memory(device, 0); }
-  } limit_reset{device, !cap.empty()};
-  if (limit_reset.active) {
-    limit_device_memory(device, parse_byte_size(cap, "memory_limit"));
-    print(fmt::format("device memory capped at {}: tensors beyond it fail as out of memory", cap));
-  }
+  const ScopedDeviceMemoryLimit device_cap(device, cap.empty() ? 0 : parse_byte_size(cap, "memory_limit"));
+  if (!cap.empty()) print(fmt::format("device memory capped at {}: tensors beyond it fail as out of memory", cap));
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
   // poor man's data loader: memory-mapped token files, random windows
@@ -172,37 +208,14 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   const std::optional<int64_t> meta_vocab = meta_vocab_size(config.resolved_data_dir());
   if (meta_vocab) print(fmt::format("found vocab_size = {} (inside {}/meta.json)", *meta_vocab, config.resolved_data_dir()));
 
-  GPTConfig model_args{config.block_size, 0, config.n_layer, config.n_head, config.n_embd, config.dropout, config.bias};
   const std::string ckpt_path = (fs::path(config.out_dir) / "ckpt.pt").string();
   CheckpointInfo resumed;
-  if (config.init_from == "scratch") {
-    print("Initializing a new model from scratch");
-    if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
-    model_args.vocab_size = meta_vocab.value_or(50304);
-  } else {
-    print(fmt::format("Resuming training from {}", config.out_dir));
-    resumed = read_checkpoint_info(ckpt_path);
-    // the shape must equal the checkpoint's; dropout may change
-    const GPTConfig& saved = resumed.model_args;
-    model_args = {saved.block_size, saved.vocab_size, saved.n_layer, saved.n_head, saved.n_embd, config.dropout, saved.bias};
-  }
-  if (meta_vocab && model_args.vocab_size < *meta_vocab) {
-    throw DataError(fmt::format("the model's vocab_size {} is smaller than the dataset's {}", model_args.vocab_size,
-                                *meta_vocab));
-  }
+  if (config.init_from == "resume") resumed = read_checkpoint_info(ckpt_path);
+  GPTConfig model_args = model_args_for(config, meta_vocab, resumed, print);
   if (!config.memory_budget.empty()) {
-    // the planner's setting for the budget, applied before anything is allocated
-    const int64_t budget = parse_byte_size(config.memory_budget, "memory_budget");
-    const MemoryPlan plan = plan_memory(config, model_args.vocab_size, memory_device_from_name(config.device), budget);
-    config.batch_size = plan.config.batch_size;
-    config.gradient_accumulation_steps = plan.config.gradient_accumulation_steps;
-    config.activation_checkpointing = plan.config.activation_checkpointing;
-    config.checkpoint_every = plan.config.checkpoint_every;
-    config.loss_chunk_size = plan.config.loss_chunk_size;
+    apply_memory_plan(config, model_args.vocab_size, print);
     batch_size = config.batch_size;
     gradient_accumulation_steps = config.gradient_accumulation_steps;
-    print(fmt::format("memory plan for {}: {} (estimated peak {})", config.memory_budget, describe_setting(config),
-                      format_bytes(plan.estimate.total_bytes)));
   }
   GPT model(model_args);
   print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
@@ -224,12 +237,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   GradScaler scaler(config.dtype == "float16");
 
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
-  for (size_t g = 0; g < 2; ++g) {
-    int64_t n = 0;
-    for (const auto& p : optimizer->param_groups()[g].params()) n += p.numel();
-    print(fmt::format("num {}decayed parameter tensors: {}, with {} parameters", g == 0 ? "" : "non-",
-                      optimizer->param_groups()[g].params().size(), with_commas(n)));
-  }
+  print_parameter_groups(*optimizer, print);
   if (config.init_from == "resume") {
     load_checkpoint_state(ckpt_path, model, optimizer.get());
     iter_num = resumed.iter_num;

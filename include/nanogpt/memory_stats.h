@@ -17,6 +17,23 @@ bool counting_cpu_allocator_installed();
 // c10::OutOfMemoryError; on CUDA the caching allocator's memory fraction is set.
 void limit_device_memory(const at::Device& device, int64_t bytes);
 
+// limit_device_memory for a scope: the cap is process-wide, so it is lifted at the end.
+class ScopedDeviceMemoryLimit {
+ public:
+  ScopedDeviceMemoryLimit(const at::Device& device, int64_t bytes) : device_(device), active_(bytes > 0) {
+    if (active_) limit_device_memory(device_, bytes);
+  }
+  ~ScopedDeviceMemoryLimit() {
+    if (active_) limit_device_memory(device_, 0);
+  }
+  ScopedDeviceMemoryLimit(const ScopedDeviceMemoryLimit&) = delete;
+  ScopedDeviceMemoryLimit& operator=(const ScopedDeviceMemoryLimit&) = delete;
+
+ private:
+  at::Device device_;
+  bool active_;
+};
+
 // True for the out-of-memory errors of either allocator.
 bool is_out_of_memory(const std::exception& error);
 
