@@ -64,6 +64,11 @@ wait $pid || fail "interrupted run exited with $?"
 grep -q "^interrupted at iteration" int.log || fail "no interruption message: $(tail -3 int.log)"
 [ -f out-int/ckpt.pt ] && [ ! -e out-int/ckpt.pt.tmp ] || fail "no checkpoint after Ctrl-C"
 
+printf "# nanoGPT-style config\nbatch_size = 2 * 4  # micro-batch\nmax_iters = 3\n" > py_config.py
+"$nanogpt" config import py_config.py > imported.yaml
+grep -qx "batch_size: 8  # micro-batch" imported.yaml || fail "config import: $(cat imported.yaml)"
+"$nanogpt" config show tiny.yaml > /dev/null || fail "config show"
+
 expect_exit() {  # expected code, pattern in stderr, command...
   local code=$1 pattern=$2; shift 2
   set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e
@@ -79,4 +84,6 @@ expect_exit 1 "checkpoint 'nowhere/ckpt.pt' does not exist" "$nanogpt" sample --
 expect_exit 2 "temperature must be > 0" "$nanogpt" sample --out_dir=out-tiny --temperature=0
 expect_exit 2 "does not exist or is not a file" "$nanogpt" prepare char --input nothere.txt --out-dir x
 expect_exit 2 "" "$nanogpt" frobnicate
+printf "batch_size = len('ab')\n" > bad_config.py
+expect_exit 2 "bad_config.py:1: 'len' is not a literal" "$nanogpt" config import bad_config.py
 echo "cli end to end: ok"

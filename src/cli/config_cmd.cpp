@@ -4,6 +4,8 @@
 
 #include "commands.h"
 #include "nanogpt/config.h"
+#include "nanogpt/config_import.h"
+#include "nanogpt/fileio.h"
 
 namespace nanogpt::cli {
 
@@ -27,6 +29,20 @@ void add_config_command(CLI::App& app) {
     } else {
       std::cout << to_yaml(config);
     }
+  });
+
+  auto* import = cmd->add_subcommand(
+      "import", "Print the YAML twin of a nanoGPT Python config: nanogpt config import config/train_gpt2.py > x.yaml");
+  auto python_path = std::make_shared<std::string>();
+  import->add_option("file", *python_path, "nanoGPT config file (Python)")->required();
+  import->callback([python_path] {
+    std::string text;
+    try {
+      text = read_file(*python_path);
+    } catch (const IoError& e) {
+      throw ConfigError(e.what());
+    }
+    std::cout << import_python_config(text, *python_path);
   });
 
   auto* keys = cmd->add_subcommand("keys", "List every config key with its default");
