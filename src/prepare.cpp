@@ -48,6 +48,7 @@ PreparedDataset prepare_char_dataset(const std::string& input_path, const std::s
   meta.tokenizer = "char";
   meta.itos = tokenizer.itos();
   write_meta_json((std::filesystem::path(out_dir) / "meta.json").string(), meta);
+  write_meta_pkl((std::filesystem::path(out_dir) / "meta.pkl").string(), meta);  // for Python nanoGPT
   return {tokenizer.vocab_size(), static_cast<int64_t>(train_ids.size()), static_cast<int64_t>(val_ids.size())};
 }
 

@@ -40,18 +40,13 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
   // the dataset's character vocabulary
   std::string data_dir = options.data_dir;
   if (data_dir.empty()) data_dir = config_from_json(info.config).resolved_data_dir();
-  const fs::path meta_path = fs::path(data_dir) / "meta.json";
-  if (!fs::exists(meta_path)) {
-    throw TokenizerError(fmt::format("no vocabulary at '{}': sampling needs the dataset's meta.json "
-                                     "(pass --data_dir DIR); GPT-2 BPE datasets are not supported yet",
-                                     meta_path.string()));
+  const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
+  if (!meta || meta->tokenizer != "char") {
+    throw TokenizerError(fmt::format("no character vocabulary in '{}' (meta.json or nanoGPT's meta.pkl): sampling "
+                                     "needs one (pass --data_dir DIR); GPT-2 BPE datasets are not supported yet",
+                                     data_dir));
   }
-  const DatasetMeta meta = read_meta_json(meta_path.string());
-  if (meta.tokenizer != "char") {
-    throw TokenizerError(fmt::format("{}: tokenizer '{}' is not supported yet (expected char)", meta_path.string(),
-                                     meta.tokenizer));
-  }
-  const CharTokenizer tokenizer(meta.itos);
+  const CharTokenizer tokenizer(meta->itos);
 
   std::string start = options.start;
   if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));

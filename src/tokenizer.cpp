@@ -1,12 +1,14 @@
 #include "nanogpt/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "nanogpt/fileio.h"
+#include "nanogpt/pickle.h"
 
 namespace nanogpt {
 
@@ -150,6 +152,75 @@ DatasetMeta read_meta_json(const std::string& path) {
                                      meta.vocab_size));
   }
   return meta;
+}
+
+}  // namespace nanogpt
+
+namespace nanogpt {
+
+void write_meta_pkl(const std::string& path, const DatasetMeta& meta) {
+  std::vector<std::pair<PickleRef, PickleRef>> itos, stoi;
+  for (size_t id = 0; id < meta.itos.size(); ++id) {
+    itos.emplace_back(pickle_int(static_cast<int64_t>(id)), pickle_string(encode_utf8(meta.itos[id])));
+    stoi.emplace_back(pickle_string(encode_utf8(meta.itos[id])), pickle_int(static_cast<int64_t>(id)));
+  }
+  const PickleRef root = pickle_dict({{pickle_string("vocab_size"), pickle_int(meta.vocab_size)},
+                                      {pickle_string("itos"), pickle_dict(std::move(itos))},
+                                      {pickle_string("stoi"), pickle_dict(std::move(stoi))}});
+  const std::string bytes = write_pickle(*root);
+  write_file_atomically(path, [&](std::ostream& out) { out.write(bytes.data(), static_cast<std::streamsize>(bytes.size())); });
+}
+
+DatasetMeta read_meta_pkl(const std::string& path) {
+  std::string data;
+  try {
+    data = read_file(path);
+  } catch (const IoError& e) {
+    throw TokenizerError(e.what());
+  }
+  PickleRef root;
+  try {
+    root = parse_pickle(data, path);
+  } catch (const PickleError& e) {
+    throw TokenizerError(e.what());
+  }
+  const auto fail = [&](const std::string& why) {
+    throw TokenizerError(fmt::format("{}: {} (expected nanoGPT's meta: a dict with vocab_size and itos)", path, why));
+  };
+  if (root->kind != PickleValue::Kind::dict) fail("not a dict");
+  const PickleRef vocab = root->get("vocab_size");
+  if (!vocab || vocab->kind != PickleValue::Kind::integer) fail("no integer 'vocab_size'");
+  DatasetMeta meta;
+  meta.vocab_size = vocab->integer;
+  if (meta.vocab_size <= 0 || meta.vocab_size > 65536) fail(fmt::format("vocab_size {} is not in 1..65536", meta.vocab_size));
+  const PickleRef itos = root->get("itos");
+  if (!itos) {
+    meta.tokenizer = "none";  // a vocabulary size only
+    return meta;
+  }
+  if (itos->kind != PickleValue::Kind::dict) fail("'itos' is not a dict");
+  meta.tokenizer = "char";
+  meta.itos.assign(static_cast<size_t>(meta.vocab_size), U'\0');
+  std::vector<bool> seen(meta.itos.size(), false);
+  for (const auto& [id, ch] : itos->entries) {
+    if (id->kind != PickleValue::Kind::integer || id->integer < 0 || id->integer >= meta.vocab_size) {
+      fail("an 'itos' key is not an id below vocab_size");
+    }
+    if (ch->kind != PickleValue::Kind::string) fail(fmt::format("itos[{}] is not a string", id->integer));
+    const auto cps = decode_utf8(ch->text, path);
+    if (cps.size() != 1) fail(fmt::format("itos[{}] is not one character", id->integer));
+    meta.itos[static_cast<size_t>(id->integer)] = cps[0];
+    seen[static_cast<size_t>(id->integer)] = true;
+  }
+  if (std::find(seen.begin(), seen.end(), false) != seen.end()) fail("'itos' does not cover every id below vocab_size");
+  return meta;
+}
+
+std::optional<DatasetMeta> read_dataset_meta(const std::string& data_dir) {
+  const std::filesystem::path dir(data_dir);
+  if (std::filesystem::exists(dir / "meta.json")) return read_meta_json((dir / "meta.json").string());
+  if (std::filesystem::exists(dir / "meta.pkl")) return read_meta_pkl((dir / "meta.pkl").string());
+  return std::nullopt;
 }
 
 }  // namespace nanogpt

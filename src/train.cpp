@@ -49,11 +49,10 @@ std::string with_commas(int64_t n) {
   return out;
 }
 
-// The dataset's vocabulary size from meta.json, when the dataset has one.
+// The dataset's vocabulary size, from meta.json or nanoGPT's meta.pkl, when it has one.
 std::optional<int64_t> meta_vocab_size(const std::string& data_dir) {
-  const fs::path meta_path = fs::path(data_dir) / "meta.json";
-  if (!fs::exists(meta_path)) return std::nullopt;
-  return read_meta_json(meta_path.string()).vocab_size;
+  const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
+  return meta ? std::optional<int64_t>(meta->vocab_size) : std::nullopt;
 }
 
 TokenFile open_split(const TrainConfig& c, const std::string& name) {
@@ -206,7 +205,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   int64_t iter_num = 0;
   double best_val_loss = 1e9;
   const std::optional<int64_t> meta_vocab = meta_vocab_size(config.resolved_data_dir());
-  if (meta_vocab) print(fmt::format("found vocab_size = {} (inside {}/meta.json)", *meta_vocab, config.resolved_data_dir()));
+  if (meta_vocab) print(fmt::format("found vocab_size = {} (inside {})", *meta_vocab, config.resolved_data_dir()));
 
   const std::string ckpt_path = (fs::path(config.out_dir) / "ckpt.pt").string();
   CheckpointInfo resumed;

@@ -11,7 +11,8 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 for i in $(seq 1 300); do echo "First Citizen: we are accounted poor citizens, the patricians good."; done > input.txt
 "$nanogpt" prepare char --input input.txt --out-dir data/tiny > prepare.log
 grep -q "vocab size: 23" prepare.log || fail "prepare: $(cat prepare.log)"
-[ -s data/tiny/train.bin ] && [ -s data/tiny/val.bin ] && [ -s data/tiny/meta.json ] || fail "prepare outputs missing"
+[ -s data/tiny/train.bin ] && [ -s data/tiny/val.bin ] && [ -s data/tiny/meta.json ] && [ -s data/tiny/meta.pkl ] \
+  || fail "prepare outputs missing"
 
 cat > tiny.yaml <<'YAML'
 out_dir: out-tiny
@@ -54,6 +55,13 @@ cmp -s greedy_cached.txt greedy_full.txt || fail "greedy text differs with and w
 echo "Citizen" > prompt.txt
 "$nanogpt" sample --out_dir=out-tiny --start=FILE:prompt.txt --num_samples=1 --max_new_tokens=5 | head -1 | grep -q "^Citizen" \
   || fail "FILE: prompt"
+
+# A nanoGPT data folder: meta.pkl and no meta.json.
+mkdir -p data/pklonly && cp data/tiny/train.bin data/tiny/val.bin data/tiny/meta.pkl data/pklonly/
+"$nanogpt" train tiny.yaml --dataset=pklonly --out_dir=out-pkl --max_iters=2 --eval_interval=2 > pkl.log
+grep -q "found vocab_size = 23 (inside data/pklonly)" pkl.log || fail "meta.pkl not read: $(head -5 pkl.log)"
+"$nanogpt" sample --out_dir=out-pkl --start="First" --num_samples=1 --max_new_tokens=5 | head -1 | grep -q "^First" \
+  || fail "sampling with meta.pkl"
 
 # Ctrl-C: the current iteration ends, a checkpoint is written, the exit code is 0.
 "$nanogpt" train tiny.yaml --out_dir=out-int --max_iters=100000 --eval_interval=100000 > int.log &

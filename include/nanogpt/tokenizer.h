@@ -2,6 +2,7 @@
 // Character-level vocabulary (nanoGPT's shakespeare_char `meta`): sorted distinct code
 // points, ids are positions. Stored as meta.json in the dataset folder.
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -43,6 +44,15 @@ struct DatasetMeta {
 };
 
 void write_meta_json(const std::string& path, const DatasetMeta& meta);
+
+// nanoGPT's meta.pkl for a char vocabulary: {'vocab_size', 'itos': {id: char}, 'stoi': {char: id}}.
+void write_meta_pkl(const std::string& path, const DatasetMeta& meta);
+
+// nanoGPT's meta.pkl (a pickled dict: vocab_size, itos {int: char}, stoi), read without Python.
+DatasetMeta read_meta_pkl(const std::string& path);
+
+// The dataset folder's vocabulary: meta.json, else nanoGPT's meta.pkl, else none.
+std::optional<DatasetMeta> read_dataset_meta(const std::string& data_dir);
 // Throws TokenizerError naming the file and the field when it is malformed.
 DatasetMeta read_meta_json(const std::string& path);
 

@@ -30,7 +30,7 @@ void add_prepare_command(CLI::App& app) {
       throw UsageError(fmt::format("--input '{}' does not exist or is not a file", path));
     }
     const PreparedDataset result = prepare_char_dataset(path, *out_dir);
-    std::cout << fmt::format("vocab size: {}\ntrain has {} tokens\nval has {} tokens\nwrote {}/train.bin, val.bin, meta.json\n",
+    std::cout << fmt::format("vocab size: {}\ntrain has {} tokens\nval has {} tokens\nwrote {}/train.bin, val.bin, meta.json, meta.pkl\n",
                              result.vocab_size, result.train_tokens, result.val_tokens, *out_dir);
   });
 }

@@ -1,0 +1,283 @@
+#include "nanogpt/pickle.h"
+
+#include <cstdint>
+#include <cstring>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+namespace nanogpt {
+
+PickleRef PickleValue::get(const std::string& key) const {
+  for (const auto& [k, v] : entries) {
+    if (k->kind == Kind::string && k->text == key) return v;
+  }
+  return nullptr;
+}
+
+namespace {
+
+class PickleMachine {
+ public:
+  PickleMachine(const std::string& data, std::string origin) : data_(data), origin_(std::move(origin)) {}
+
+  PickleRef run() {
+    while (true) {
+      const size_t at = pos_;
+      const auto opcode = static_cast<unsigned char>(byte());
+      switch (opcode) {
+        case 0x80: byte(); break;                 // PROTO
+        case 0x95: take(8); break;                // FRAME (length only)
+        case '.': return pop(at);                 // STOP
+        case '(': marks_.push_back(stack_.size()); break;  // MARK
+        case 'N': push(make(PickleValue::Kind::none)); break;
+        case 0x88: push(boolean(true)); break;    // NEWTRUE
+        case 0x89: push(boolean(false)); break;   // NEWFALSE
+        case 'K': push(integer(static_cast<unsigned char>(byte()))); break;  // BININT1
+        case 'M': push(integer(little_endian(2, false))); break;            // BININT2
+        case 'J': push(integer(little_endian(4, true))); break;             // BININT
+        case 0x8a: {                                                        // LONG1
+          const auto n = static_cast<unsigned char>(byte());
+          if (n > 8) fail(at, fmt::format("integer of {} bytes is too large", n));
+          push(integer(n == 0 ? 0 : little_endian(n, true)));
+          break;
+        }
+        case 'G': {  // BINFLOAT, big-endian
+          const std::string raw = take(8);
+          uint64_t bits = 0;
+          for (char c : raw) bits = (bits << 8) | static_cast<unsigned char>(c);
+          double value;
+          std::memcpy(&value, &bits, 8);
+          auto v = make(PickleValue::Kind::floating);
+          v->floating = value;
+          push(v);
+          break;
+        }
+        case 0x8c: push(text(PickleValue::Kind::string, static_cast<unsigned char>(byte()))); break;  // SHORT_BINUNICODE
+        case 'X': push(text(PickleValue::Kind::string, little_endian(4, false))); break;             // BINUNICODE
+        case 0x8d: push(text(PickleValue::Kind::string, little_endian(8, false))); break;            // BINUNICODE8
+        case 'C': push(text(PickleValue::Kind::bytes, static_cast<unsigned char>(byte()))); break;   // SHORT_BINBYTES
+        case 'B': push(text(PickleValue::Kind::bytes, little_endian(4, false))); break;              // BINBYTES
+        case '}': push(make(PickleValue::Kind::dict)); break;   // EMPTY_DICT
+        case ']': push(make(PickleValue::Kind::list)); break;   // EMPTY_LIST
+        case ')': push(make(PickleValue::Kind::tuple)); break;  // EMPTY_TUPLE
+        case 'd': case 'l': case 't': {                           // DICT, LIST, TUPLE from the mark
+          auto items = pop_mark(at);
+          auto v = make(opcode == 'd' ? PickleValue::Kind::dict : opcode == 'l' ? PickleValue::Kind::list : PickleValue::Kind::tuple);
+          if (opcode == 'd') {
+            set_items(at, *v, items);
+          } else {
+            v->items = std::move(items);
+          }
+          push(v);
+          break;
+        }
+        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+          auto v = make(PickleValue::Kind::tuple);
+          v->items.resize(opcode - 0x84);
+          for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop(at);
+          push(v);
+          break;
+        }
+        case 'a': {  // APPEND
+          auto item = pop(at);
+          container(at, PickleValue::Kind::list).items.push_back(item);
+          break;
+        }
+        case 'e': {  // APPENDS
+          auto items = pop_mark(at);
+          auto& list = container(at, PickleValue::Kind::list).items;
+          list.insert(list.end(), items.begin(), items.end());
+          break;
+        }
+        case 's': {  // SETITEM
+          auto value = pop(at);
+          auto key = pop(at);
+          container(at, PickleValue::Kind::dict).entries.emplace_back(key, value);
+          break;
+        }
+        case 'u': {  // SETITEMS
+          auto items = pop_mark(at);
+          set_items(at, container(at, PickleValue::Kind::dict), items);
+          break;
+        }
+        case 0x94: memo_[memo_.size()] = top(at); break;                          // MEMOIZE
+        case 'q': memo_[static_cast<unsigned char>(byte())] = top(at); break;     // BINPUT
+        case 'r': memo_[little_endian(4, false)] = top(at); break;                // LONG_BINPUT
+        case 'h': push(memo(at, static_cast<unsigned char>(byte()))); break;      // BINGET
+        case 'j': push(memo(at, little_endian(4, false))); break;                 // LONG_BINGET
+        case 'c': case 0x93: case 'R': case 0x81: case 0x92: case 'b': case 'i': case 'o':
+          fail(at, fmt::format("opcode 0x{:02x} would build an object or call a global; this reader only "
+                               "accepts plain data (dicts, lists, strings, numbers)",
+                               opcode));
+        default:
+          fail(at, fmt::format("unsupported pickle opcode 0x{:02x}", opcode));
+      }
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(size_t at, const std::string& why) const {
+    throw PickleError(fmt::format("{}: bad pickle at byte {}: {}", origin_, at, why));
+  }
+  char byte() {
+    if (pos_ >= data_.size()) fail(pos_, "unexpected end of data (truncated file?)");
+    return data_[pos_++];
+  }
+  std::string take(uint64_t n) {
+    if (n > data_.size() - pos_) fail(pos_, "unexpected end of data (truncated file?)");
+    std::string out = data_.substr(pos_, n);
+    pos_ += n;
+    return out;
+  }
+  int64_t little_endian(size_t n, bool is_signed) {
+    const std::string raw = take(n);
+    uint64_t value = 0;
+    for (size_t k = 0; k < n; ++k) value |= static_cast<uint64_t>(static_cast<unsigned char>(raw[k])) << (8 * k);
+    if (is_signed && n < 8 && (value >> (8 * n - 1)) & 1) value |= ~uint64_t{0} << (8 * n);
+    return static_cast<int64_t>(value);
+  }
+  static PickleRef make(PickleValue::Kind kind) {
+    auto v = std::make_shared<PickleValue>();
+    v->kind = kind;
+    return v;
+  }
+  static PickleRef boolean(bool b) {
+    auto v = make(PickleValue::Kind::boolean);
+    v->boolean = b;
+    return v;
+  }
+  static PickleRef integer(int64_t i) {
+    auto v = make(PickleValue::Kind::integer);
+    v->integer = i;
+    return v;
+  }
+  PickleRef text(PickleValue::Kind kind, int64_t length) {
+    if (length < 0) fail(pos_, "negative length");
+    auto v = make(kind);
+    v->text = take(static_cast<uint64_t>(length));
+    return v;
+  }
+  void push(PickleRef v) { stack_.push_back(std::move(v)); }
+  PickleRef top(size_t at) const {
+    if (stack_.empty()) fail(at, "stack underflow");
+    return stack_.back();
+  }
+  PickleRef pop(size_t at) {
+    if (stack_.empty() || (!marks_.empty() && stack_.size() <= marks_.back())) fail(at, "stack underflow");
+    PickleRef v = stack_.back();
+    stack_.pop_back();
+    return v;
+  }
+  std::vector<PickleRef> pop_mark(size_t at) {
+    if (marks_.empty()) fail(at, "no MARK on the stack");
+    const size_t mark = marks_.back();
+    marks_.pop_back();
+    std::vector<PickleRef> items(stack_.begin() + static_cast<std::ptrdiff_t>(mark), stack_.end());
+    stack_.resize(mark);
+    return items;
+  }
+  PickleValue& container(size_t at, PickleValue::Kind kind) {
+    PickleRef target = top(at);
+    if (target->kind != kind) fail(at, "item added to something that is not a list or dict");
+    return *target;
+  }
+  void set_items(size_t at, PickleValue& dict, const std::vector<PickleRef>& items) {
+    if (items.size() % 2 != 0) fail(at, "odd number of dict items");
+    for (size_t k = 0; k < items.size(); k += 2) dict.entries.emplace_back(items[k], items[k + 1]);
+  }
+  PickleRef memo(size_t at, int64_t index) const {
+    auto it = memo_.find(index);
+    if (it == memo_.end()) fail(at, fmt::format("memo entry {} does not exist", index));
+    return it->second;
+  }
+
+  const std::string& data_;
+  std::string origin_;
+  size_t pos_ = 0;
+  std::vector<PickleRef> stack_;
+  std::vector<size_t> marks_;
+  std::unordered_map<int64_t, PickleRef> memo_;
+};
+
+}  // namespace
+
+PickleRef parse_pickle(const std::string& data, const std::string& origin) { return PickleMachine(data, origin).run(); }
+
+namespace {
+
+void append_le(std::string& out, uint64_t value, size_t n) {
+  for (size_t k = 0; k < n; ++k) out += static_cast<char>((value >> (8 * k)) & 0xff);
+}
+
+void write_value(std::string& out, const PickleValue& v) {
+  using Kind = PickleValue::Kind;
+  switch (v.kind) {
+    case Kind::none: out += 'N'; break;
+    case Kind::boolean: out += v.boolean ? '\x88' : '\x89'; break;
+    case Kind::integer:
+      if (v.integer >= 0 && v.integer < 256) {
+        out += 'K', append_le(out, static_cast<uint64_t>(v.integer), 1);
+      } else if (v.integer >= INT32_MIN && v.integer <= INT32_MAX) {
+        out += 'J', append_le(out, static_cast<uint64_t>(v.integer), 4);
+      } else {
+        out += '\x8a', out += '\x08', append_le(out, static_cast<uint64_t>(v.integer), 8);
+      }
+      break;
+    case Kind::floating: {
+      uint64_t bits;
+      std::memcpy(&bits, &v.floating, 8);
+      out += 'G';
+      for (int k = 7; k >= 0; --k) out += static_cast<char>((bits >> (8 * k)) & 0xff);
+      break;
+    }
+    case Kind::string:
+    case Kind::bytes:
+      out += v.kind == Kind::string ? 'X' : 'B';
+      append_le(out, v.text.size(), 4);
+      out += v.text;
+      break;
+    case Kind::list:
+    case Kind::tuple:
+      out += '(';
+      for (const auto& item : v.items) write_value(out, *item);
+      out += v.kind == Kind::list ? 'l' : 't';
+      break;
+    case Kind::dict:
+      out += '(';
+      for (const auto& [key, value] : v.entries) write_value(out, *key), write_value(out, *value);
+      out += 'd';
+      break;
+  }
+}
+
+}  // namespace
+
+std::string write_pickle(const PickleValue& value) {
+  std::string out("\x80\x02", 2);  // PROTO 2
+  write_value(out, value);
+  return out + '.';
+}
+
+PickleRef pickle_int(int64_t value) {
+  auto v = std::make_shared<PickleValue>();
+  v->kind = PickleValue::Kind::integer;
+  v->integer = value;
+  return v;
+}
+
+PickleRef pickle_string(std::string value) {
+  auto v = std::make_shared<PickleValue>();
+  v->kind = PickleValue::Kind::string;
+  v->text = std::move(value);
+  return v;
+}
+
+PickleRef pickle_dict(std::vector<std::pair<PickleRef, PickleRef>> entries) {
+  auto v = std::make_shared<PickleValue>();
+  v->kind = PickleValue::Kind::dict;
+  v->entries = std::move(entries);
+  return v;
+}
+
+}  // namespace nanogpt
