@@ -12,6 +12,15 @@
 
 #ifdef NANOGPT_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAException.h>
+#include <cuda_runtime_api.h>
+#endif
+
+// LibTorch 2.3 made Allocator::allocate non-const and added copy_data.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
+#define NANOGPT_ALLOCATE_CONST
+#else
+#define NANOGPT_ALLOCATE_CONST const
 #endif
 
 namespace nanogpt {
@@ -25,7 +34,7 @@ class CountingCpuAllocator final : public c10::Allocator {
  public:
   static constexpr size_t kHeaderBytes = 64;
 
-  c10::DataPtr allocate(size_t bytes) const override {
+  c10::DataPtr allocate(size_t bytes) NANOGPT_ALLOCATE_CONST override {
     const int64_t limit = limit_.load();
     if (limit > 0 && live_.load() + static_cast<int64_t>(bytes) > limit) {
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", format_bytes(bytes), " with ",
