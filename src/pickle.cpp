@@ -1,8 +1,10 @@
 #include "nanogpt/pickle.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -67,33 +69,34 @@ class PickleMachine {
           if (opcode == 'd') {
             set_items(at, *v, items);
           } else {
-            v->items = std::move(items);
+            for (auto& item : items) add_item(at, *v, item);
           }
           push(v);
           break;
         }
         case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
           auto v = make(PickleValue::Kind::tuple);
-          v->items.resize(opcode - 0x84);
-          for (size_t k = v->items.size(); k-- > 0;) v->items[k] = pop(at);
+          std::vector<PickleRef> items(opcode - 0x84);
+          for (size_t k = items.size(); k-- > 0;) items[k] = pop(at);
+          for (auto& item : items) add_item(at, *v, item);
           push(v);
           break;
         }
         case 'a': {  // APPEND
           auto item = pop(at);
-          container(at, PickleValue::Kind::list).items.push_back(item);
+          add_item(at, container(at, PickleValue::Kind::list), item);
           break;
         }
         case 'e': {  // APPENDS
           auto items = pop_mark(at);
-          auto& list = container(at, PickleValue::Kind::list).items;
-          list.insert(list.end(), items.begin(), items.end());
+          auto& list = container(at, PickleValue::Kind::list);
+          for (auto& item : items) add_item(at, list, item);
           break;
         }
         case 's': {  // SETITEM
           auto value = pop(at);
           auto key = pop(at);
-          container(at, PickleValue::Kind::dict).entries.emplace_back(key, value);
+          add_entry(at, container(at, PickleValue::Kind::dict), key, value);
           break;
         }
         case 'u': {  // SETITEMS
@@ -184,7 +187,39 @@ class PickleMachine {
   }
   void set_items(size_t at, PickleValue& dict, const std::vector<PickleRef>& items) {
     if (items.size() % 2 != 0) fail(at, "odd number of dict items");
-    for (size_t k = 0; k < items.size(); k += 2) dict.entries.emplace_back(items[k], items[k + 1]);
+    for (size_t k = 0; k < items.size(); k += 2) add_entry(at, dict, items[k], items[k + 1]);
+  }
+  // Every container addition goes through here: shared pointers cannot own a cycle, and
+  // deep nesting would overflow the stack when the tree is freed.
+  void check_child(size_t at, const PickleValue& parent, const PickleRef& child) {
+    if (reaches(*child, &parent)) fail(at, "a structure that contains itself is not supported");
+    if (child->depth + 1 > kMaxPickleDepth) fail(at, fmt::format("nesting deeper than {} levels", kMaxPickleDepth));
+  }
+  void add_item(size_t at, PickleValue& parent, const PickleRef& child) {
+    check_child(at, parent, child);
+    parent.items.push_back(child);
+    parent.depth = std::max(parent.depth, child->depth + 1);
+  }
+  void add_entry(size_t at, PickleValue& dict, const PickleRef& key, const PickleRef& value) {
+    check_child(at, dict, key);
+    check_child(at, dict, value);
+    dict.entries.emplace_back(key, value);
+    dict.depth = std::max({dict.depth, key->depth + 1, value->depth + 1});
+  }
+  static bool reaches(const PickleValue& from, const PickleValue* target) {
+    if (&from == target) return true;
+    if (from.items.empty() && from.entries.empty()) return false;
+    std::unordered_set<const PickleValue*> seen;
+    std::vector<const PickleValue*> todo = {&from};
+    while (!todo.empty()) {
+      const PickleValue* v = todo.back();
+      todo.pop_back();
+      if (v == target) return true;
+      if (!seen.insert(v).second) continue;
+      for (const auto& item : v->items) todo.push_back(item.get());
+      for (const auto& [key, value] : v->entries) todo.push_back(key.get()), todo.push_back(value.get());
+    }
+    return false;
   }
   PickleRef memo(size_t at, int64_t index) const {
     auto it = memo_.find(index);

@@ -89,6 +89,10 @@ TEST(Pickle, RefusesGlobalsAndBadData) {
   EXPECT_NE(pickle_error("u.").find("no MARK"), std::string::npos);
   EXPECT_NE(pickle_error("h\x05.").find("memo entry 5 does not exist"), std::string::npos);
   EXPECT_NE(pickle_error("\xff").find("unsupported pickle opcode 0xff"), std::string::npos);
+  EXPECT_NE(pickle_error(std::string("]\x94(h\x00" "e.", 7)).find("a structure that contains itself"), std::string::npos);
+  EXPECT_NE(pickle_error(std::string(1002, ']') + std::string(1001, 'a') + ".").find("nesting deeper than 1000"),
+            std::string::npos);
+  EXPECT_EQ(pickle_error(std::string(1000, ']') + std::string(999, 'a') + "."), "");
 }
 
 TEST(Pickle, DatasetMetaFromNanoGPTMetaPkl) {

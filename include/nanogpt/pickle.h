@@ -1,7 +1,8 @@
 #pragma once
 // A reader for Python pickles (protocols 2 to 5, the opcodes `pickle.dump` emits for plain
 // data: dicts, lists, tuples, strings, bytes, numbers, booleans, None). It executes nothing:
-// a pickle that names a global (a class or function, as `os.system`) is refused.
+// a pickle that names a global (a class or function, as `os.system`) is refused, and so are
+// self-containing structures and nesting deeper than kMaxPickleDepth.
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -15,6 +16,8 @@ struct PickleError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+constexpr int kMaxPickleDepth = 1000;
+
 struct PickleValue;
 using PickleRef = std::shared_ptr<PickleValue>;  // shared: the memo hands out the same object
 
@@ -27,6 +30,7 @@ struct PickleValue {
   std::string text;                                   // string (UTF-8) or bytes
   std::vector<PickleRef> items;                       // list, tuple
   std::vector<std::pair<PickleRef, PickleRef>> entries;  // dict, in insertion order
+  int depth = 0;                                      // containers nested below this one
 
   // The value of a dict's string key, or nullptr.
   PickleRef get(const std::string& key) const;
