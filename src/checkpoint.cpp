@@ -84,8 +84,9 @@ void save_checkpoint(const std::string& path, GPT& model, const torch::optim::Ad
   commit_file(tmp_path, path);
 }
 
-CheckpointInfo read_checkpoint_info(const std::string& path) {
-  auto archive = open_archive(path);
+namespace {
+
+CheckpointInfo info_from(torch::serialize::InputArchive& archive, const std::string& path) {
   CheckpointInfo info;
   try {
     const auto meta = nlohmann::json::parse(read_string(archive, "meta", path));
@@ -101,8 +102,8 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
   return info;
 }
 
-void load_checkpoint_state(const std::string& path, GPT& model, torch::optim::AdamW* optimizer) {
-  auto archive = open_archive(path);
+void load_state_from(torch::serialize::InputArchive& archive, const std::string& path, GPT& model,
+                     torch::optim::AdamW* optimizer) {
   torch::serialize::InputArchive model_archive;
   if (!archive.try_read("model", model_archive)) {
     throw CheckpointError(fmt::format("checkpoint '{}' has no model weights", path));
@@ -129,10 +130,23 @@ void load_checkpoint_state(const std::string& path, GPT& model, torch::optim::Ad
   }
 }
 
+}  // namespace
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  auto archive = open_archive(path);
+  return info_from(archive, path);
+}
+
+void load_checkpoint_state(const std::string& path, GPT& model, torch::optim::AdamW* optimizer) {
+  auto archive = open_archive(path);
+  load_state_from(archive, path, model, optimizer);
+}
+
 GPT load_model(const std::string& path, CheckpointInfo* info_out) {
-  CheckpointInfo info = read_checkpoint_info(path);
+  auto archive = open_archive(path);  // read once for the metadata and the weights
+  CheckpointInfo info = info_from(archive, path);
   GPT model(info.model_args);
-  load_checkpoint_state(path, model, nullptr);
+  load_state_from(archive, path, model, nullptr);
   if (info_out != nullptr) *info_out = std::move(info);
   return model;
 }

@@ -336,21 +336,11 @@ TrainConfig config_from_json(const nlohmann::json& j) {
 }
 
 std::string to_yaml(const TrainConfig& config) {
+  // JSON scalars are YAML scalars: numbers, true/false and quoted strings read back the same
   std::ostringstream out;
   for (const auto& spec : key_specs()) {
-    std::visit(
-        [&](auto member) {
-          using T = std::decay_t<decltype(config.*member)>;
-          const auto& v = config.*member;
-          if constexpr (std::is_same_v<T, bool>) {
-            out << spec.name << ": " << (v ? "true" : "false") << "\n";
-          } else if constexpr (std::is_same_v<T, std::string>) {
-            out << spec.name << ": " << nlohmann::json(v).dump() << "\n";
-          } else {
-            out << spec.name << ": " << nlohmann::json(v).dump() << "\n";
-          }
-        },
-        spec.field);
+    std::visit([&](auto member) { out << spec.name << ": " << nlohmann::json(config.*member).dump() << "\n"; },
+               spec.field);
   }
   return out.str();
 }
