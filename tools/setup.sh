@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs (only those missing; quiet when all are there),
 # then configures and builds nanogpt in Release mode into build/.
-# Usage: tools/setup.sh [extra cmake arguments]
+# With --tests it also installs what the interop tests use (Debian's python3-torch, the same
+# 1.13.1 as libtorch-dev, and python3-matplotlib); if those cannot be installed the build goes
+# on and those tests skip with a message.
+# Usage: tools/setup.sh [--tests] [extra cmake arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
           nlohmann-json3-dev libopenblas0-pthread libgloo-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
+test_packages=(python3-torch python3-matplotlib)
+with_tests=0
+if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+updated=0
+missing_of() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+apt_install() {
+  echo "installing: $*"
+  if [ $updated = 0 ]; then $sudo apt-get update -qq && updated=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" > /dev/null
+}
+mapfile -t missing < <(missing_of "${packages[@]}")
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+if [ $with_tests = 1 ]; then
+  mapfile -t missing < <(missing_of "${test_packages[@]}")
+  if [ ${#missing[@]} -gt 0 ] && ! apt_install "${missing[@]}"; then
+    echo "warning: could not install ${missing[*]}; the Python interop tests will skip" >&2
+  fi
 fi
 
 jobs=$(nproc)

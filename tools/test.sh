@@ -4,7 +4,7 @@
 # and skip with a message when it is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools/setup.sh
+tools/setup.sh --tests
 if [ -z "${NANOGPT_SHARED_DATA:-}" ] && [ -d ../shared/data ]; then
   NANOGPT_SHARED_DATA=$(cd ../shared/data && pwd)
 fi
