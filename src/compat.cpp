@@ -136,6 +136,8 @@ int hardware_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
+bool python_nanogpt_keeps_mask_buffer() { return TORCH_VERSION_MAJOR < 2; }
+
 std::string torch_build_summary() {
   std::string s = "LibTorch " TORCH_VERSION;
   s += cuda_available() ? " (CUDA)" : " (CPU)";

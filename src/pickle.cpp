@@ -21,7 +21,8 @@ namespace {
 
 class PickleMachine {
  public:
-  PickleMachine(const std::string& data, std::string origin) : data_(data), origin_(std::move(origin)) {}
+  PickleMachine(const std::string& data, std::string origin, PickleExtensions* extensions)
+      : data_(data), origin_(std::move(origin)), extensions_(extensions) {}
 
   PickleRef run() {
     while (true) {
@@ -109,10 +110,39 @@ class PickleMachine {
         case 'r': memo_[little_endian(4, false)] = top(at); break;                // LONG_BINPUT
         case 'h': push(memo(at, static_cast<unsigned char>(byte()))); break;      // BINGET
         case 'j': push(memo(at, little_endian(4, false))); break;                 // LONG_BINGET
-        case 'c': case 0x93: case 'R': case 0x81: case 0x92: case 'b': case 'i': case 'o':
-          fail(at, fmt::format("opcode 0x{:02x} would build an object or call a global; this reader only "
-                               "accepts plain data (dicts, lists, strings, numbers)",
-                               opcode));
+        case 'c': {  // GLOBAL: "module\nname\n"
+          std::string module = line();
+          push(global(at, module + "." + line()));
+          break;
+        }
+        case 0x93: {  // STACK_GLOBAL
+          PickleRef name = pop(at), module = pop(at);
+          if (name->kind != PickleValue::Kind::string || module->kind != PickleValue::Kind::string) {
+            fail(at, "STACK_GLOBAL needs two strings");
+          }
+          push(global(at, module->text + "." + name->text));
+          break;
+        }
+        case 'R': {  // REDUCE: call an allowed global
+          PickleRef args = pop(at), callable = pop(at);
+          if (callable->kind != PickleValue::Kind::global || args->kind != PickleValue::Kind::tuple) {
+            fail(at, "REDUCE needs a global and a tuple");
+          }
+          push(extend(at, opcode).call(*callable, *args));
+          break;
+        }
+        case 'b': {  // BUILD
+          PickleRef state = pop(at);
+          extend(at, opcode).build(*top(at), *state);
+          break;
+        }
+        case 'Q': {  // BINPERSID
+          PickleRef pid = pop(at);
+          push(extend(at, opcode).persistent_load(*pid));
+          break;
+        }
+        case 0x81: case 0x92: case 'i': case 'o': case 'P':
+          fail(at, refusal(opcode));
         default:
           fail(at, fmt::format("unsupported pickle opcode 0x{:02x}", opcode));
       }
@@ -122,6 +152,31 @@ class PickleMachine {
  private:
   [[noreturn]] void fail(size_t at, const std::string& why) const {
     throw PickleError(fmt::format("{}: bad pickle at byte {}: {}", origin_, at, why));
+  }
+  static std::string refusal(unsigned char opcode) {
+    return fmt::format("opcode 0x{:02x} would build an object or call a global; this reader only accepts plain "
+                       "data (dicts, lists, strings, numbers)",
+                       opcode);
+  }
+  PickleExtensions& extend(size_t at, unsigned char opcode) const {
+    if (extensions_ == nullptr) fail(at, refusal(opcode));
+    return *extensions_;
+  }
+  PickleRef global(size_t at, const std::string& qualified_name) {
+    if (extensions_ == nullptr) fail(at, refusal(data_[at]));
+    if (!extensions_->allows_global(qualified_name)) {
+      fail(at, fmt::format("global '{}' is not on the allow-list; it is refused, never executed", qualified_name));
+    }
+    auto v = make(PickleValue::Kind::global);
+    v->text = qualified_name;
+    return v;
+  }
+  std::string line() {
+    const size_t end = data_.find('\n', pos_);
+    if (end == std::string::npos || end - pos_ > 256) fail(pos_, "unterminated GLOBAL name");
+    std::string out = data_.substr(pos_, end - pos_);
+    pos_ = end + 1;
+    return out;
   }
   char byte() {
     if (pos_ >= data_.size()) fail(pos_, "unexpected end of data (truncated file?)");
@@ -229,6 +284,7 @@ class PickleMachine {
 
   const std::string& data_;
   std::string origin_;
+  PickleExtensions* extensions_;
   size_t pos_ = 0;
   std::vector<PickleRef> stack_;
   std::vector<size_t> marks_;
@@ -237,82 +293,8 @@ class PickleMachine {
 
 }  // namespace
 
-PickleRef parse_pickle(const std::string& data, const std::string& origin) { return PickleMachine(data, origin).run(); }
-
-namespace {
-
-void append_le(std::string& out, uint64_t value, size_t n) {
-  for (size_t k = 0; k < n; ++k) out += static_cast<char>((value >> (8 * k)) & 0xff);
-}
-
-void write_value(std::string& out, const PickleValue& v) {
-  using Kind = PickleValue::Kind;
-  switch (v.kind) {
-    case Kind::none: out += 'N'; break;
-    case Kind::boolean: out += v.boolean ? '\x88' : '\x89'; break;
-    case Kind::integer:
-      if (v.integer >= 0 && v.integer < 256) {
-        out += 'K', append_le(out, static_cast<uint64_t>(v.integer), 1);
-      } else if (v.integer >= INT32_MIN && v.integer <= INT32_MAX) {
-        out += 'J', append_le(out, static_cast<uint64_t>(v.integer), 4);
-      } else {
-        out += '\x8a', out += '\x08', append_le(out, static_cast<uint64_t>(v.integer), 8);
-      }
-      break;
-    case Kind::floating: {
-      uint64_t bits;
-      std::memcpy(&bits, &v.floating, 8);
-      out += 'G';
-      for (int k = 7; k >= 0; --k) out += static_cast<char>((bits >> (8 * k)) & 0xff);
-      break;
-    }
-    case Kind::string:
-    case Kind::bytes:
-      out += v.kind == Kind::string ? 'X' : 'B';
-      append_le(out, v.text.size(), 4);
-      out += v.text;
-      break;
-    case Kind::list:
-    case Kind::tuple:
-      out += '(';
-      for (const auto& item : v.items) write_value(out, *item);
-      out += v.kind == Kind::list ? 'l' : 't';
-      break;
-    case Kind::dict:
-      out += '(';
-      for (const auto& [key, value] : v.entries) write_value(out, *key), write_value(out, *value);
-      out += 'd';
-      break;
-  }
-}
-
-}  // namespace
-
-std::string write_pickle(const PickleValue& value) {
-  std::string out("\x80\x02", 2);  // PROTO 2
-  write_value(out, value);
-  return out + '.';
-}
-
-PickleRef pickle_int(int64_t value) {
-  auto v = std::make_shared<PickleValue>();
-  v->kind = PickleValue::Kind::integer;
-  v->integer = value;
-  return v;
-}
-
-PickleRef pickle_string(std::string value) {
-  auto v = std::make_shared<PickleValue>();
-  v->kind = PickleValue::Kind::string;
-  v->text = std::move(value);
-  return v;
-}
-
-PickleRef pickle_dict(std::vector<std::pair<PickleRef, PickleRef>> entries) {
-  auto v = std::make_shared<PickleValue>();
-  v->kind = PickleValue::Kind::dict;
-  v->entries = std::move(entries);
-  return v;
+PickleRef parse_pickle(const std::string& data, const std::string& origin, PickleExtensions* extensions) {
+  return PickleMachine(data, origin, extensions).run();
 }
 
 }  // namespace nanogpt

@@ -1,6 +1,8 @@
 #pragma once
-// out_dir/ckpt.pt: model, optimizer state, model_args, iter_num, best_val_loss, config and
-// the RNG state, written atomically. The one place that knows the file layout.
+// out_dir/ckpt.pt in Python nanoGPT's layout (torch.save's zip format, see torch_file.h):
+// `model` (state_dict names of model.py), `optimizer` (torch.optim.AdamW's state_dict),
+// `model_args`, `iter_num`, `best_val_loss`, `config`, plus this port's `rng_state`, which
+// Python ignores. Each side loads the other's; written atomically.
 #include <ATen/ATen.h>
 
 #include <stdexcept>

@@ -48,6 +48,11 @@ at::Device parse_device(const std::string& name);
 // Number of hardware threads of this machine.
 int hardware_threads();
 
+// Python nanoGPT's CausalSelfAttention keeps a causal-mask buffer (`attn.bias`, in its
+// state_dict) only where torch lacks scaled_dot_product_attention, i.e. before 2.0. A
+// checkpoint that Python nanoGPT of the same torch version loads strictly has it or not.
+bool python_nanogpt_keeps_mask_buffer();
+
 // "LibTorch 1.13.1 (CPU)" and the like, for logs.
 std::string torch_build_summary();
 

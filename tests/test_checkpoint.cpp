@@ -1,0 +1,215 @@
+// ckpt.pt in torch.save's format: the zip reader/writer, its allow-list, and the round trip
+// with Python's torch (tests/python/checkpoint_interop.py).
+#include <caffe2/serialize/inline_container.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+
+#include "nanogpt/checkpoint.h"
+#include "nanogpt/compat.h"
+#include "nanogpt/fileio.h"
+#include "nanogpt/torch_file.h"
+#include "test_util.h"
+
+using namespace nanogpt;
+using nanogpt::testing::TempDir;
+
+namespace {
+
+// A torch.save-shaped zip with the given data.pkl and records.
+void write_zip(const std::string& path, const std::string& pickle,
+               const std::vector<std::pair<std::string, std::string>>& records = {}) {
+  caffe2::serialize::PyTorchStreamWriter writer(path);
+  writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+  for (const auto& [name, bytes] : records) writer.writeRecord(name, bytes.data(), bytes.size());
+  writer.writeEndOfFile();
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+PickleRef storage_tensor(const std::string& key, int64_t numel, int64_t offset, std::vector<int64_t> sizes) {
+  PickleRef pid = pickle_tuple({pickle_string("storage"), pickle_global("torch.FloatStorage"), pickle_string(key),
+                                pickle_string("cpu"), pickle_int(numel)});
+  std::vector<PickleRef> size, stride;
+  for (int64_t s : sizes) size.push_back(pickle_int(s));
+  for (size_t d = 0; d < sizes.size(); ++d) stride.push_back(pickle_int(d + 1 == sizes.size() ? 1 : sizes.back()));
+  return pickle_reduce(pickle_global("torch._utils._rebuild_tensor_v2"),
+                       pickle_tuple({pickle_persistent_id(pid), pickle_int(offset), pickle_tuple(size),
+                                     pickle_tuple(stride), pickle_bool(false), pickle_ordered_dict({})}));
+}
+
+}  // namespace
+
+TEST(TorchFile, RoundTripKeepsValuesViewsAndSharedStorage) {
+  TempDir dir;
+  const at::Tensor base = at::arange(12, at::kFloat).view({3, 4});
+  const at::Tensor transposed = base.t();           // strides (1, 4)
+  const at::Tensor row = base.select(0, 2);         // offset 8
+  const at::Tensor ids = at::arange(-3, 3, at::kLong);
+  const at::Tensor half = at::linspace(-2, 2, 5).to(at::kBFloat16);
+  const at::Tensor flags = at::arange(3) != 1;
+  const at::Tensor scalar = at::scalar_tensor(2.5, at::kDouble);
+  TorchFileWriter writer;
+  PickleRef root = pickle_dict({{pickle_string("base"), writer.tensor(base)},
+                                {pickle_string("views"), pickle_list({writer.tensor(transposed), writer.tensor(row)})},
+                                {pickle_string("ids"), writer.tensor(ids)},
+                                {pickle_string("half"), writer.tensor(half)},
+                                {pickle_string("flags"), writer.tensor(flags)},
+                                {pickle_string("scalar"), writer.tensor(scalar)},
+                                {pickle_int(7), pickle_tuple({pickle_float(0.5), pickle_none()})}});
+  writer.save(dir / "x.pt", *root);
+
+  TorchFile file(dir / "x.pt");
+  const PickleValue& r = file.root();
+  const at::Tensor base2 = file.tensor(*r.get("base"), "base");
+  const at::Tensor transposed2 = file.tensor(*r.get("views")->items[0], "t");
+  const at::Tensor row2 = file.tensor(*r.get("views")->items[1], "row");
+  EXPECT_TRUE(at::equal(base2, base));
+  EXPECT_TRUE(at::equal(transposed2, transposed));
+  EXPECT_EQ(transposed2.strides(), transposed.strides());
+  EXPECT_TRUE(at::equal(row2, row));
+  EXPECT_EQ(row2.storage_offset(), 8);
+  EXPECT_EQ(base2.storage().data(), row2.storage().data());  // one storage, as written
+  EXPECT_TRUE(at::equal(file.tensor(*r.get("ids"), "ids"), ids));
+  EXPECT_TRUE(at::equal(file.tensor(*r.get("half"), "half"), half));
+  EXPECT_TRUE(at::equal(file.tensor(*r.get("flags"), "flags"), flags));
+  EXPECT_EQ(file.tensor(*r.get("scalar"), "scalar").item<double>(), 2.5);
+  EXPECT_EQ(r.entries.back().second->items[0]->floating, 0.5);
+}
+
+TEST(TorchFile, RefusesGlobalsOffTheAllowListAndBadTensors) {
+  TempDir dir;
+  // os.system('echo hi') as a REDUCE: refused by name, never run
+  write_zip(dir / "evil.pt", write_pickle(*pickle_reduce(pickle_global("os.system"), pickle_tuple({pickle_string("echo hi")}))));
+  EXPECT_NE(error_of([&] { TorchFile f(dir / "evil.pt"); }).find("global 'os.system' is not on the allow-list"),
+            std::string::npos);
+  // a tensor of 4 floats over a storage of 3
+  write_zip(dir / "past.pt", write_pickle(*storage_tensor("0", 3, 0, {4})), {{"data/0", std::string(12, '\0')}});
+  EXPECT_NE(error_of([&] { TorchFile f(dir / "past.pt"); }).find("reaches past its storage '0' of 3 elements"),
+            std::string::npos);
+  // a record shorter than its storage claims
+  write_zip(dir / "short.pt", write_pickle(*storage_tensor("0", 4, 0, {2, 2})), {{"data/0", std::string(8, '\0')}});
+  TorchFile short_file(dir / "short.pt");
+  EXPECT_NE(error_of([&] { short_file.tensor(short_file.root(), "w"); }).find("record 'data/0' holds 8 bytes, its storage needs 16"),
+            std::string::npos);
+  // a missing record
+  write_zip(dir / "missing.pt", write_pickle(*storage_tensor("9", 1, 0, {1})));
+  TorchFile missing(dir / "missing.pt");
+  EXPECT_NE(error_of([&] { missing.tensor(missing.root(), "w"); }).find("record 'data/9' is missing"), std::string::npos);
+  nanogpt::testing::write_text(dir / "text.pt", "not a zip at all");
+  EXPECT_NE(error_of([&] { TorchFile f(dir / "text.pt"); }).find("is not a readable torch.save zip file"), std::string::npos);
+}
+
+TEST(Checkpoint, TruncatedFileIsAClearErrorAndTheOldFileSurvivesAFailedWrite) {
+  TempDir dir;
+  GPT model(GPTConfig{16, 20, 1, 2, 16, 0.0, false});
+  const std::string path = dir / "ckpt.pt";
+  save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 5, 1.0, nlohmann::json::object(), {}});
+  const std::string whole = read_file(path);
+  for (size_t cut : {size_t{0}, size_t{100}, whole.size() / 2, whole.size() - 10}) {
+    nanogpt::testing::write_text(dir / "cut.pt", whole.substr(0, cut));
+    const std::string error = error_of([&] { load_model(dir / "cut.pt"); });
+    EXPECT_NE(error.find("checkpoint '" + (dir / "cut.pt") + "'"), std::string::npos) << cut << ": " << error;
+  }
+  // a write into a folder that cannot hold the temporary file fails and leaves `path` alone
+  std::filesystem::create_directory(dir / "ckpt2.pt.tmp");
+  EXPECT_THROW(save_checkpoint(dir / "ckpt2.pt", model, nullptr, CheckpointInfo{model->config, 6, 1.0, {}, {}}),
+               std::exception);
+  EXPECT_EQ(read_checkpoint_info(path).iter_num, 5);
+}
+
+TEST(Checkpoint, NanoGPTNamesAndTiedHeadAreWritten) {
+  TempDir dir;
+  GPT model(GPTConfig{8, 11, 2, 2, 16, 0.0, true});
+  save_checkpoint(dir / "ckpt.pt", model, nullptr, CheckpointInfo{model->config, 0, 1e9, nlohmann::json::object(), {}});
+  TorchFile file(dir / "ckpt.pt");
+  const PickleValue& state = *file.root().get("model");
+  std::vector<std::string> names;
+  for (const auto& [key, value] : state.entries) names.push_back(key->text);
+  EXPECT_EQ(names.front(), "transformer.wte.weight");
+  EXPECT_EQ(names.back(), "lm_head.weight");
+  const bool masks = std::find(names.begin(), names.end(), "transformer.h.1.attn.bias") != names.end();
+  EXPECT_EQ(masks, python_nanogpt_keeps_mask_buffer());
+  EXPECT_EQ(names.size(), model->named_parameters().size() + 1 + (masks ? 2 : 0));
+  const at::Tensor head = file.tensor(*state.get("lm_head.weight"), "lm_head");
+  EXPECT_EQ(head.data_ptr(), file.tensor(*state.get("transformer.wte.weight"), "wte").data_ptr());
+  if (masks) {
+    const at::Tensor mask = file.tensor(*state.get("transformer.h.0.attn.bias"), "mask");
+    EXPECT_TRUE(at::equal(mask, at::ones({8, 8}).tril().view({1, 1, 8, 8})));
+  }
+}
+
+namespace {
+
+bool python_has_torch() { return std::system("/usr/bin/python3 -c 'import torch' > /dev/null 2>&1") == 0; }
+
+int run_interop(const std::string& args) {
+  const std::string command =
+      "/usr/bin/python3 " NANOGPT_SOURCE_DIR "/tests/python/checkpoint_interop.py " + args + " 2>&1";
+  return std::system(command.c_str());
+}
+
+void write_bytes(const std::string& path, const at::Tensor& t) {
+  const at::Tensor c = t.contiguous();
+  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
+}
+
+at::Tensor read_floats(const std::string& path, at::IntArrayRef shape) {
+  const std::string bytes = read_file(path);
+  return at::from_blob(const_cast<char*>(bytes.data()), shape, at::kFloat).clone();
+}
+
+}  // namespace
+
+TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
+  if (!python_has_torch()) GTEST_SKIP() << "/usr/bin/python3 has no torch: install python3-torch (tools/setup.sh --tests)";
+  TempDir dir;
+  torch::manual_seed(5);
+  // checkpoint_interop.py's MODEL_ARGS
+  GPT model(GPTConfig{8, 11, 2, 2, 16, 0.0, true});
+  auto optimizer = model->configure_optimizers(0.1, 1e-3, {0.9, 0.95});
+  const at::Tensor x = torch::randint(11, {4, 8}, torch::kLong);
+  for (int step = 0; step < 2; ++step) {
+    auto [logits, loss] = model->forward(x, x.roll(-1, 1));
+    loss.backward();
+    optimizer->step();
+    optimizer->zero_grad();
+  }
+  nlohmann::json config = {{"weight_decay", 0.1}, {"learning_rate", 1e-3}, {"beta1", 0.9}, {"beta2", 0.95}};
+  save_checkpoint(dir / "port.pt", model, optimizer.get(), CheckpointInfo{model->config, 2, 3.5, config, {}});
+  const at::Tensor tokens = torch::randint(11, {2, 8}, torch::kLong);
+  write_bytes(dir / "tokens.bin", tokens);
+  nanogpt::testing::write_text(dir / "tokens.json", R"({"shape": [2, 8]})");
+  model->eval();
+  {
+    torch::NoGradGuard no_grad;
+    write_bytes(dir / "port_logits.bin", model->lm_head(model->hidden_states(tokens)));
+  }
+  ASSERT_EQ(run_interop("check-port " + dir.path().string()), 0);
+
+  ASSERT_EQ(run_interop("write-python " + dir.path().string()), 0);
+  CheckpointInfo info;
+  GPT loaded = load_model(dir / "python.pt", &info);
+  EXPECT_EQ(info.iter_num, 7);
+  EXPECT_EQ(info.best_val_loss, 2.5);  // a 0-d tensor in nanoGPT's checkpoints
+  EXPECT_EQ(info.config["dataset"], "shakespeare_char");
+  loaded->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor logits = loaded->lm_head(loaded->hidden_states(tokens));
+  const at::Tensor python_logits = read_floats(dir / "python_logits.bin", logits.sizes());
+  EXPECT_LT((logits - python_logits).abs().max().item<double>(), 1e-5);
+
+  // the optimizer state goes through this port unchanged
+  auto loaded_optimizer = loaded->configure_optimizers(0.0, 0.0, {0.0, 0.0});
+  load_checkpoint_state(dir / "python.pt", loaded, loaded_optimizer.get());
+  save_checkpoint(dir / "resaved.pt", loaded, loaded_optimizer.get(), info);
+  EXPECT_EQ(run_interop("compare " + (dir / "python.pt") + " " + (dir / "resaved.pt")), 0);
+}
