@@ -65,6 +65,7 @@ const std::vector<KeySpec>& key_specs() {
       {"seed", &TrainConfig::seed},
       {"num_threads", &TrainConfig::num_threads},
       {"mfu_peak_flops", &TrainConfig::mfu_peak_flops},
+      {"pretrained_dir", &TrainConfig::pretrained_dir},
       {"activation_checkpointing", &TrainConfig::activation_checkpointing},
       {"checkpoint_every", &TrainConfig::checkpoint_every},
       {"loss_chunk_size", &TrainConfig::loss_chunk_size},
@@ -290,9 +291,11 @@ void validate(const TrainConfig& c) {
   if (!c.memory_limit.empty()) parse_byte_size(c.memory_limit, "memory_limit");
   require(c.loss_chunk_size >= 0,
           fmt::format("config key 'loss_chunk_size' must be >= 0 (0 = off), got {}", c.loss_chunk_size));
-  require(c.init_from == "scratch" || c.init_from == "resume",
-          fmt::format("config key 'init_from' must be 'scratch' or 'resume', got '{}' (GPT-2 weight "
-                      "import is not available yet)",
+  const bool gpt2 = c.init_from == "gpt2" || c.init_from == "gpt2-medium" || c.init_from == "gpt2-large" ||
+                    c.init_from == "gpt2-xl";
+  require(c.init_from == "scratch" || c.init_from == "resume" || gpt2,
+          fmt::format("config key 'init_from' must be 'scratch', 'resume', 'gpt2', 'gpt2-medium', 'gpt2-large' or "
+                      "'gpt2-xl', got '{}'",
                       c.init_from));
   require(c.backend == "nccl" || c.backend == "gloo",
           fmt::format("config key 'backend' must be 'nccl' or 'gloo', got '{}'", c.backend));

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nanogpt/checkpoint.h"
+#include "nanogpt/pretrained.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
 #include "nanogpt/grad_scaler.h"
@@ -133,6 +134,12 @@ GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>
     print("Initializing a new model from scratch");
     if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
     args.vocab_size = meta_vocab.value_or(50304);
+  } else if (is_pretrained_gpt2(config.init_from)) {
+    const std::string dir = find_pretrained_dir(config.init_from, config.pretrained_dir);
+    print(fmt::format("Initializing from OpenAI GPT-2 weights: {} ({})", config.init_from, dir));
+    std::string note;
+    args = read_pretrained_config(dir, config.init_from, config.dropout, &note);
+    if (!note.empty()) print(note);
   } else {
     print(fmt::format("Resuming training from {}", config.out_dir));
     const GPTConfig& saved = resumed.model_args;
@@ -218,6 +225,9 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   }
   GPT model(model_args);
   print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
+  if (is_pretrained_gpt2(config.init_from)) {
+    load_pretrained_weights(find_pretrained_dir(config.init_from, config.pretrained_dir), model);
+  }
   if (config.block_size < model->config.block_size) {
     model->crop_block_size(config.block_size);
     model_args.block_size = config.block_size;

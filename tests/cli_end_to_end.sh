@@ -77,6 +77,17 @@ printf "# nanoGPT-style config\nbatch_size = 2 * 4  # micro-batch\nmax_iters = 3
 grep -qx "batch_size: 8  # micro-batch" imported.yaml || fail "config import: $(cat imported.yaml)"
 "$nanogpt" config show tiny.yaml > /dev/null || fail "config show"
 
+# Hugging Face export, then init_from: gpt2 from that folder: the same weights sample the same text.
+"$nanogpt" train tiny.yaml --bias=true --out_dir=out-bias --max_iters=2 --eval_interval=2 > bias.log
+"$nanogpt" export --format hf --ckpt out-bias/ckpt.pt hf-out > export.log
+[ -f hf-out/model.safetensors ] && [ -f hf-out/config.json ] || fail "export: $(cat export.log)"
+"$nanogpt" train tiny.yaml --init_from=gpt2 --pretrained_dir=hf-out --out_dir=out-ft --max_iters=1 --eval_interval=1 \
+  --learning_rate=0 --decay_lr=false > ft.log  # lr 0: the step leaves the weights as loaded
+grep -q "Initializing from OpenAI GPT-2 weights: gpt2 (hf-out)" ft.log || fail "init_from gpt2: $(cat ft.log)"
+"$nanogpt" sample --out_dir=out-bias --num_samples=1 --max_new_tokens=30 --top_k=1 > greedy_bias.txt
+"$nanogpt" sample --out_dir=out-ft --num_samples=1 --max_new_tokens=30 --top_k=1 > greedy_ft.txt
+cmp -s greedy_bias.txt greedy_ft.txt || fail "exported and re-imported weights sample differently"
+
 expect_exit() {  # expected code, pattern in stderr, command...
   local code=$1 pattern=$2; shift 2
   set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e
@@ -92,6 +103,8 @@ expect_exit 1 "checkpoint 'nowhere/ckpt.pt' does not exist" "$nanogpt" sample --
 expect_exit 2 "temperature must be > 0" "$nanogpt" sample --out_dir=out-tiny --temperature=0
 expect_exit 2 "does not exist or is not a file" "$nanogpt" prepare char --input nothere.txt --out-dir x
 expect_exit 2 "" "$nanogpt" frobnicate
+expect_exit 1 "no gpt2 weights found" "$nanogpt" train tiny.yaml --init_from=gpt2 --pretrained_dir=nowhere
+expect_exit 2 "bias: false" "$nanogpt" export --format hf --ckpt out-tiny/ckpt.pt hf-nobias
 printf "batch_size = len('ab')\n" > bad_config.py
 expect_exit 2 "bad_config.py:1: 'len' is not a literal" "$nanogpt" config import bad_config.py
 echo "cli end to end: ok"

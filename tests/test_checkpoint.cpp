@@ -9,6 +9,7 @@
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/fileio.h"
+#include "nanogpt/pretrained.h"
 #include "nanogpt/torch_file.h"
 #include "test_util.h"
 
@@ -194,6 +195,8 @@ TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
     write_bytes(dir / "port_logits.bin", model->lm_head(model->hidden_states(tokens)));
   }
   ASSERT_EQ(run_interop("check-port " + dir.path().string()), 0);
+  export_huggingface(model, dir / "hf");
+  EXPECT_EQ(run_interop("check-hf " + dir.path().string()), 0);
 
   ASSERT_EQ(run_interop("write-python " + dir.path().string()), 0);
   CheckpointInfo info;

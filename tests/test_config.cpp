@@ -46,7 +46,7 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 43u);
+  EXPECT_EQ(config_keys().size(), 44u);
 }
 
 TEST(Config, YamlThenOverridesInOrder) {
@@ -100,7 +100,7 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("checkpoint_every: 0\n"), "'checkpoint_every' must be a positive integer, got 0"));
   EXPECT_TRUE(contains(error_of("loss_chunk_size: -1\n"), "'loss_chunk_size' must be >= 0 (0 = off), got -1"));
   EXPECT_TRUE(contains(error_of("memory_budget: lots\n"), "'memory_budget' expects a positive size such as 12GiB"));
-  EXPECT_TRUE(contains(error_of("init_from: gpt3\n"), "'init_from' must be 'scratch' or 'resume', got 'gpt3'"));
+  EXPECT_TRUE(contains(error_of("init_from: gpt3\n"), "'init_from' must be 'scratch', 'resume', 'gpt2'"));
   EXPECT_TRUE(contains(error_of("warmup_iters: 10\nlr_decay_iters: 5\n"), "lr_decay_iters (5) must be larger than warmup_iters (10)"));
   EXPECT_TRUE(contains(error_of("batch_size: [1, 2]\n"), "key 'batch_size' expects a single value"));
   EXPECT_TRUE(contains(error_of("- just\n- a list\n"), "expected a mapping of config keys"));

@@ -62,6 +62,7 @@ struct TrainConfig {
   int64_t seed = 1337;
   int64_t num_threads = 0;          // 0: all hardware threads
   double mfu_peak_flops = 312e12;   // MFU denominator; nanoGPT's A100 bf16 peak
+  std::string pretrained_dir;       // init_from gpt2*: the Hugging Face folder (see pretrained.h)
   // memory (this port's own, see docs/memory.md)
   std::string activation_checkpointing = "none";  // none | blocks
   int64_t checkpoint_every = 1;                    // with blocks: every Nth block

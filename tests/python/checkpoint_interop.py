@@ -5,6 +5,8 @@
                       DIR/tokens.bin, and its optimizer state loads into torch.optim.AdamW.
   write-python DIR    writes DIR/python.pt as nanoGPT's train.py does (torch.compile's
                       `_orig_mod.` prefix included) and DIR/python_logits.bin.
+  check-hf DIR        DIR/hf (nanogpt export --format hf) holds GPT2LMHeadModel's config.json
+                      and safetensors layout; its weights give DIR/port_logits.bin.
   compare A B         every tensor and number of checkpoint A equals B's.
 
 Exit status 0 when every check passes; the first failure is printed.
@@ -95,6 +97,49 @@ def write_python(directory):
         model(tokens(directory)).numpy().astype("float32").tofile(os.path.join(directory, "python_logits.bin"))
 
 
+def read_safetensors(path):
+    """The format by hand (Debian has no python3-safetensors): header length, JSON, bytes."""
+    dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+    with open(path, "rb") as f:
+        data = f.read()
+    header_size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + header_size])
+    body = bytearray(data[8 + header_size:])
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        tensors[name] = torch.frombuffer(body[begin:end], dtype=dtypes[info["dtype"]]).view(info["shape"]).clone()
+    return header.get("__metadata__"), tensors
+
+
+def check_hf(directory):
+    with open(os.path.join(directory, "hf", "config.json")) as f:
+        config = json.load(f)
+    if config["architectures"] != ["GPT2LMHeadModel"] or config["model_type"] != "gpt2":
+        fail(f"config.json is not GPT2LMHeadModel's: {config}")
+    metadata, tensors = read_safetensors(os.path.join(directory, "hf", "model.safetensors"))
+    if metadata != {"format": "pt"}:
+        fail(f"safetensors metadata {metadata}, transformers expects format pt")
+    args = dict(n_layer=config["n_layer"], n_head=config["n_head"], n_embd=config["n_embd"],
+                block_size=config["n_positions"], vocab_size=config["vocab_size"], bias=True, dropout=0.0)
+    model = GPT(args)
+    conv1d = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+    state = {k: (v.t() if k.endswith(conv1d) else v) for k, v in tensors.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith(".attn.bias") and k != "lm_head.weight"]
+    if missing or unexpected:
+        fail(f"safetensors names: missing {missing}, unexpected {unexpected}")
+    model.eval()
+    with torch.no_grad():
+        logits = model(tokens(directory))
+    diff = (logits - read_floats(os.path.join(directory, "port_logits.bin"), logits)).abs().max().item()
+    if diff > 1e-5:
+        fail(f"logits of the exported weights differ by {diff}")
+    print(f"hf export loads as GPT2LMHeadModel weights: {len(tensors)} tensors, logits max diff {diff:.2e}")
+
+
 def compare(path_a, path_b):
     a, b = torch.load(path_a), torch.load(path_b)
     strip = lambda state: {k.replace("_orig_mod.", ""): v for k, v in state.items() if not k.endswith(".attn.bias")}
@@ -128,6 +173,8 @@ if __name__ == "__main__":
         check_port(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "write-python":
         write_python(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "check-hf":
+        check_hf(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         compare(sys.argv[2], sys.argv[3])
     else:
