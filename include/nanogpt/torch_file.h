@@ -1,9 +1,6 @@
 #pragma once
 // Files in torch.save's zip format (`data.pkl` plus one record per storage), read and written
-// without Python: what nanoGPT's ckpt.pt is. Reading is an allow-list, like
-// torch.load(weights_only=True): plain data, collections.OrderedDict, tensors rebuilt by
-// torch._utils._rebuild_tensor_v2 / _rebuild_parameter over torch.*Storage records. Any other
-// global is refused, never executed.
+// without Python: what nanoGPT's ckpt.pt is. data.pkl is read by torch_pickle.h's allow-list.
 #include <ATen/ATen.h>
 
 #include <map>
@@ -13,6 +10,7 @@
 #include <vector>
 
 #include "nanogpt/pickle.h"
+#include "nanogpt/torch_pickle.h"
 
 namespace caffe2::serialize {
 class PyTorchStreamReader;
@@ -33,14 +31,6 @@ class TorchFile {
   bool is_tensor(const PickleValue& value) const;
   // The CPU tensor a value stands for; tensors over one storage share it, as in Python.
   at::Tensor tensor(const PickleValue& value, const std::string& what);
-
-  struct TensorRecipe {  // _rebuild_tensor_v2's arguments
-    std::string storage_key;
-    at::ScalarType dtype;
-    int64_t storage_numel;
-    int64_t offset;
-    std::vector<int64_t> sizes, strides;
-  };
 
  private:
   at::Tensor storage(const TensorRecipe& recipe);
