@@ -9,6 +9,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #ifdef NANOGPT_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <torch/cuda.h>
 #endif
@@ -134,6 +136,21 @@ at::Device parse_device(const std::string& name) {
 int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::string device_name(const at::Device& device) {
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) return at::cuda::getDeviceProperties(device.index() < 0 ? 0 : device.index())->name;
+#endif
+  (void)device;
+  return "";
+}
+
+void synchronize(const at::Device& device) {
+#ifdef NANOGPT_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::device_synchronize();
+#endif
+  (void)device;
 }
 
 bool python_nanogpt_keeps_mask_buffer() { return TORCH_VERSION_MAJOR < 2; }

@@ -13,6 +13,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
+#include "nanogpt/training_step.h"
 
 namespace nanogpt {
 
@@ -196,29 +197,15 @@ MeasuredMemory measure_training_step(const TrainConfig& config, int64_t vocab_si
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
-  const std::optional<AutocastState> autocast =
-      config.dtype == "float32"
-          ? std::nullopt
-          : std::optional<AutocastState>(AutocastState{true, config.dtype == "float16" ? at::kHalf : at::kBFloat16});
-  auto batch = [&] {
-    return std::make_pair(torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong),
-                          torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong));
+  StepSettings settings{1, config.grad_clip, autocast_for(config.dtype), device.type()};
+  auto random_batch = [&] {
+    return Batch(torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong),
+                 torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong));
   };
+  Batch batch = random_batch();
   auto step = [&](int64_t micro_steps) {
-    auto [X, Y] = batch();
-    for (int64_t micro_step = 0; micro_step < micro_steps; ++micro_step) {
-      at::Tensor loss;
-      {
-        std::optional<AutocastGuard> guard;
-        if (autocast) guard.emplace(device.type(), *autocast);
-        loss = std::get<1>(model->forward(X, Y)) / static_cast<double>(micro_steps);
-      }
-      std::tie(X, Y) = batch();  // the trainer prefetches the next batch here
-      loss.backward();
-    }
-    if (config.grad_clip != 0.0) torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
-    optimizer->step();
-    zero_grad_set_to_none(model->parameters());
+    settings.micro_steps = micro_steps;
+    optimizer_step(model, *optimizer, batch, random_batch, settings);
   };
   step(1);  // warm-up: creates the AdamW moments
   reset_memory_peaks(device);

@@ -41,6 +41,12 @@ void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters);
 // True when this binary was built against a LibTorch with CUDA and a GPU is present.
 bool cuda_available();
 
+// The name of a CUDA device ("NVIDIA H100 80GB HBM3"); empty for the CPU.
+std::string device_name(const at::Device& device);
+
+// Waits for the device's queued work (CUDA); nothing on the CPU.
+void synchronize(const at::Device& device);
+
 // A device string of the config ("cpu", "cuda", "cuda:1") as a device; throws a
 // std::invalid_argument that names the value when it is not usable in this build.
 at::Device parse_device(const std::string& name);
