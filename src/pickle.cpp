@@ -23,6 +23,12 @@ class PickleMachine {
  public:
   PickleMachine(const std::string& data, std::string origin, PickleExtensions* extensions)
       : data_(data), origin_(std::move(origin)), extensions_(extensions) {}
+  ~PickleMachine() {
+    // after an error the partial structures may hold cycles or deep chains: take them apart
+    if (!validated_) {
+      for (PickleValue* v : containers_) v->items.clear(), v->entries.clear();
+    }
+  }
 
   PickleRef run() {
     while (true) {
@@ -31,7 +37,11 @@ class PickleMachine {
       switch (opcode) {
         case 0x80: byte(); break;                 // PROTO
         case 0x95: take(8); break;                // FRAME (length only)
-        case '.': return pop(at);                 // STOP
+        case '.': {  // STOP
+          PickleRef root = pop(at);
+          validate(at, root);
+          return root;
+        }
         case '(': marks_.push_back(stack_.size()); break;  // MARK
         case 'N': push(make(PickleValue::Kind::none)); break;
         case 0x88: push(boolean(true)); break;    // NEWTRUE
@@ -216,7 +226,10 @@ class PickleMachine {
     v->text = take(static_cast<uint64_t>(length));
     return v;
   }
-  void push(PickleRef v) { stack_.push_back(std::move(v)); }
+  void push(PickleRef v) {
+    if (is_container(*v) && registered_.insert(v.get()).second) containers_.push_back(v.get()), owned_.push_back(v);
+    stack_.push_back(std::move(v));
+  }
   PickleRef top(size_t at) const {
     if (stack_.empty()) fail(at, "stack underflow");
     return stack_.back();
@@ -244,37 +257,61 @@ class PickleMachine {
     if (items.size() % 2 != 0) fail(at, "odd number of dict items");
     for (size_t k = 0; k < items.size(); k += 2) add_entry(at, dict, items[k], items[k + 1]);
   }
-  // Every container addition goes through here: shared pointers cannot own a cycle, and
-  // deep nesting would overflow the stack when the tree is freed.
-  void check_child(size_t at, const PickleValue& parent, const PickleRef& child) {
-    if (reaches(*child, &parent)) fail(at, "a structure that contains itself is not supported");
-    if (child->depth + 1 > kMaxPickleDepth) fail(at, fmt::format("nesting deeper than {} levels", kMaxPickleDepth));
-  }
-  void add_item(size_t at, PickleValue& parent, const PickleRef& child) {
-    check_child(at, parent, child);
-    parent.items.push_back(child);
-    parent.depth = std::max(parent.depth, child->depth + 1);
-  }
-  void add_entry(size_t at, PickleValue& dict, const PickleRef& key, const PickleRef& value) {
-    check_child(at, dict, key);
-    check_child(at, dict, value);
+  // Additions are O(1); shape is checked once, at STOP (validate), because a per-addition
+  // walk is quadratic on shared sub-structures (the fuzzer found such an input).
+  void add_item(size_t, PickleValue& parent, const PickleRef& child) { parent.items.push_back(child); }
+  void add_entry(size_t, PickleValue& dict, const PickleRef& key, const PickleRef& value) {
     dict.entries.emplace_back(key, value);
-    dict.depth = std::max({dict.depth, key->depth + 1, value->depth + 1});
   }
-  static bool reaches(const PickleValue& from, const PickleValue* target) {
-    if (&from == target) return true;
-    if (from.items.empty() && from.entries.empty()) return false;
-    std::unordered_set<const PickleValue*> seen;
-    std::vector<const PickleValue*> todo = {&from};
-    while (!todo.empty()) {
-      const PickleValue* v = todo.back();
-      todo.pop_back();
-      if (v == target) return true;
-      if (!seen.insert(v).second) continue;
-      for (const auto& item : v->items) todo.push_back(item.get());
-      for (const auto& [key, value] : v->entries) todo.push_back(key.get()), todo.push_back(value.get());
+  static bool is_container(const PickleValue& v) {
+    return v.kind == PickleValue::Kind::list || v.kind == PickleValue::Kind::tuple || v.kind == PickleValue::Kind::dict;
+  }
+  // Shared pointers cannot own a cycle, and deep nesting would overflow the stack when the
+  // tree is freed or written: the result must be acyclic and at most kMaxPickleDepth deep.
+  // Sets each container's `depth` (containers nested below it) on the way.
+  void validate(size_t at, const PickleRef& root) {
+    enum class Mark { open, done };
+    std::unordered_map<const PickleValue*, Mark> marks;
+    struct Frame {
+      PickleValue* value;
+      size_t next_child;
+    };
+    auto child = [](const PickleValue& v, size_t k) -> PickleValue* {
+      if (k < v.items.size()) return v.items[k].get();
+      k -= v.items.size();
+      if (k / 2 < v.entries.size()) return (k % 2 == 0 ? v.entries[k / 2].first : v.entries[k / 2].second).get();
+      return nullptr;
+    };
+    std::vector<Frame> path;
+    if (is_container(*root)) path.push_back({root.get(), 0}), marks[root.get()] = Mark::open;
+    while (!path.empty()) {
+      Frame& frame = path.back();
+      PickleValue* next = child(*frame.value, frame.next_child++);
+      if (next == nullptr) {  // all children done
+        marks[frame.value] = Mark::done;
+        const int depth = frame.value->depth;
+        path.pop_back();
+        if (!path.empty()) path.back().value->depth = std::max(path.back().value->depth, depth + 1);
+        continue;
+      }
+      if (!is_container(*next)) continue;
+      auto [it, fresh] = marks.try_emplace(next, Mark::open);
+      if (!fresh && it->second == Mark::open) fail(at, "a structure that contains itself is not supported");
+      if (!fresh) {
+        frame.value->depth = std::max(frame.value->depth, next->depth + 1);
+        continue;
+      }
+      next->depth = 0;
+      if (path.size() + 1 > static_cast<size_t>(kMaxPickleDepth)) {
+        fail(at, fmt::format("nesting deeper than {} levels", kMaxPickleDepth));
+      }
+      path.push_back({next, 0});
     }
-    return false;
+    // containers the result does not hold (only the memo did) may form cycles: empty them
+    for (PickleValue* v : containers_) {
+      if (marks.count(v) == 0) v->items.clear(), v->entries.clear();
+    }
+    validated_ = true;
   }
   PickleRef memo(size_t at, int64_t index) const {
     auto it = memo_.find(index);
@@ -285,6 +322,10 @@ class PickleMachine {
   const std::string& data_;
   std::string origin_;
   PickleExtensions* extensions_;
+  std::vector<PickleValue*> containers_;           // every container built, to take apart
+  std::vector<PickleRef> owned_;                   // keeps them alive until then
+  std::unordered_set<const PickleValue*> registered_;
+  bool validated_ = false;
   size_t pos_ = 0;
   std::vector<PickleRef> stack_;
   std::vector<size_t> marks_;

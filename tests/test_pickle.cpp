@@ -93,6 +93,12 @@ TEST(Pickle, RefusesGlobalsAndBadData) {
   EXPECT_NE(pickle_error(std::string(1002, ']') + std::string(1001, 'a') + ".").find("nesting deeper than 1000"),
             std::string::npos);
   EXPECT_EQ(pickle_error(std::string(1000, ']') + std::string(999, 'a') + "."), "");
+  // nesting built through the memo, each list appended while still empty: the depth is
+  // only known once the whole structure is
+  auto le32 = [](uint32_t k) { return std::string{char(k & 0xff), char((k >> 8) & 0xff), char(k >> 16), char(k >> 24)}; };
+  std::string chain = "]r" + le32(0);
+  for (uint32_t k = 1; k <= 1100; ++k) chain += "j" + le32(k - 1) + "]r" + le32(k) + "a";
+  EXPECT_NE(pickle_error(chain + "j" + le32(0) + ".").find("nesting deeper than 1000"), std::string::npos);
 }
 
 TEST(Pickle, DatasetMetaFromNanoGPTMetaPkl) {
