@@ -68,11 +68,12 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
 
   BenchResult result;
   const fs::path train_bin = fs::path(config.resolved_data_dir()) / "train.bin";
-  std::optional<TokenFile> data;
-  if (!options.synthetic_data && fs::exists(train_bin)) data.emplace(train_bin.string());
-  result.synthetic_data = !data.has_value();
-  const std::optional<DatasetMeta> meta = result.synthetic_data ? std::nullopt : read_dataset_meta(config.resolved_data_dir());
+  const bool real_data = !options.synthetic_data && fs::exists(train_bin);
+  const std::optional<DatasetMeta> meta = real_data ? read_dataset_meta(config.resolved_data_dir()) : std::nullopt;
   const int64_t vocab_size = meta ? meta->vocab_size : 50304;
+  std::optional<TokenFile> data;
+  if (real_data) data.emplace(train_bin.string(), vocab_size);
+  result.synthetic_data = !real_data;
   auto next_batch = [&]() -> Batch {
     if (data) return get_batch(*data, config.batch_size, config.block_size, device);
     at::Tensor x = torch::randint(vocab_size, {config.batch_size, config.block_size}, torch::kLong).to(device);

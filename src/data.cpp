@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -16,7 +17,7 @@
 
 namespace nanogpt {
 
-TokenFile::TokenFile(const std::string& path) : path_(path) {
+TokenFile::TokenFile(const std::string& path, int64_t vocab_size) : path_(path), vocab_size_(vocab_size) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) throw DataError(fmt::format("token file '{}': cannot open: {}", path, std::strerror(errno)));
   struct stat st {};
@@ -48,7 +49,7 @@ TokenFile::~TokenFile() {
 
 TokenFile::TokenFile(TokenFile&& other) noexcept
     : path_(std::move(other.path_)), tokens_(other.tokens_), num_tokens_(other.num_tokens_),
-      mapped_bytes_(other.mapped_bytes_) {
+      mapped_bytes_(other.mapped_bytes_), vocab_size_(other.vocab_size_) {
   other.tokens_ = nullptr;
 }
 
@@ -66,9 +67,18 @@ std::pair<at::Tensor, at::Tensor> batch_at(const TokenFile& data, const at::Tens
                                   data.path(), i, block_size + 1, data.size()));
     }
     const uint16_t* window = data.tokens() + i;
+    uint16_t largest = 0;
     for (int64_t t = 0; t < block_size; ++t) {
       xs[b * block_size + t] = window[t];  // widened as unsigned: ids >= 32768 stay positive
       ys[b * block_size + t] = window[t + 1];
+      largest = std::max(largest, window[t]);
+    }
+    largest = std::max(largest, window[block_size]);
+    if (data.vocab_size() > 0 && largest >= data.vocab_size()) {
+      const int64_t at = i + (std::find(window, window + block_size + 1, largest) - window);
+      throw DataError(fmt::format("token file '{}' holds id {} at token {}, but the model's vocabulary has {} ids "
+                                  "(0..{}); was it prepared with another tokenizer or meta file?",
+                                  data.path(), largest, at, data.vocab_size(), data.vocab_size() - 1));
     }
   }
   return {x, y};

@@ -56,14 +56,14 @@ std::optional<int64_t> meta_vocab_size(const std::string& data_dir) {
   return meta ? std::optional<int64_t>(meta->vocab_size) : std::nullopt;
 }
 
-TokenFile open_split(const TrainConfig& c, const std::string& name) {
+TokenFile open_split(const TrainConfig& c, const std::string& name, int64_t vocab_size) {
   const fs::path path = fs::path(c.resolved_data_dir()) / (name + ".bin");
   if (!fs::exists(path)) {
     throw DataError(fmt::format("token file '{}' does not exist; prepare the dataset first (see data/README.md) "
                                 "or set data_dir",
                                 path.string()));
   }
-  TokenFile file(path.string());
+  TokenFile file(path.string(), vocab_size);
   if (file.size() <= c.block_size) {
     throw DataError(fmt::format("token file '{}' has {} tokens; block_size {} needs at least {}", path.string(),
                                 file.size(), c.block_size, c.block_size + 1));
@@ -202,13 +202,6 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   if (!cap.empty()) print(fmt::format("device memory capped at {}: tensors beyond it fail as out of memory", cap));
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
-  // poor man's data loader: memory-mapped token files, random windows
-  const TokenFile train_data = open_split(config, "train");
-  const TokenFile val_data = open_split(config, "val");
-  auto get_batch_split = [&](const std::string& split) {
-    return get_batch(split == "train" ? train_data : val_data, batch_size, config.block_size, device);
-  };
-
   int64_t iter_num = 0;
   double best_val_loss = 1e9;
   const std::optional<int64_t> meta_vocab = meta_vocab_size(config.resolved_data_dir());
@@ -218,6 +211,13 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   CheckpointInfo resumed;
   if (config.init_from == "resume") resumed = read_checkpoint_info(ckpt_path);
   GPTConfig model_args = model_args_for(config, meta_vocab, resumed, print);
+
+  // poor man's data loader: memory-mapped token files, random windows (ids checked against the model's vocabulary)
+  const TokenFile train_data = open_split(config, "train", model_args.vocab_size);
+  const TokenFile val_data = open_split(config, "val", model_args.vocab_size);
+  auto get_batch_split = [&](const std::string& split) {
+    return get_batch(split == "train" ? train_data : val_data, batch_size, config.block_size, device);
+  };
   if (!config.memory_budget.empty()) {
     apply_memory_plan(config, model_args.vocab_size, print);
     batch_size = config.batch_size;

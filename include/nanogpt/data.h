@@ -18,7 +18,9 @@ struct DataError : std::runtime_error {
 // A read-only memory map of a uint16 token file; the file is never read whole.
 class TokenFile {
  public:
-  explicit TokenFile(const std::string& path);
+  // With `vocab_size` > 0, a window holding an id >= vocab_size is a DataError (a dataset
+  // prepared with another tokenizer), found as batches are read, at no extra pass.
+  explicit TokenFile(const std::string& path, int64_t vocab_size = 0);
   ~TokenFile();
   TokenFile(const TokenFile&) = delete;
   TokenFile& operator=(const TokenFile&) = delete;
@@ -28,12 +30,14 @@ class TokenFile {
   uint16_t operator[](int64_t i) const { return tokens_[i]; }
   const uint16_t* tokens() const { return tokens_; }
   const std::string& path() const { return path_; }
+  int64_t vocab_size() const { return vocab_size_; }
 
  private:
   std::string path_;
   const uint16_t* tokens_ = nullptr;
   int64_t num_tokens_ = 0;
   size_t mapped_bytes_ = 0;
+  int64_t vocab_size_ = 0;
 };
 
 // `batch_size` windows of `block_size` tokens at offsets drawn like nanoGPT's
