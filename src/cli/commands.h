@@ -14,5 +14,6 @@ void add_sample_command(CLI::App& app);
 void add_prepare_command(CLI::App& app);
 void add_config_command(CLI::App& app);
 void add_memory_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 
 }  // namespace nanogpt::cli

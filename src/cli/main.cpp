@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   nanogpt::cli::add_prepare_command(app);
   nanogpt::cli::add_config_command(app);
   nanogpt::cli::add_memory_command(app);
+  nanogpt::cli::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
