@@ -155,16 +155,21 @@ std::vector<uint32_t> Gpt2Bpe::encode_ordinary(std::string_view text) const {
   return ids;
 }
 
-std::vector<uint32_t> Gpt2Bpe::encode(std::string_view text) const {
+std::vector<uint32_t> Gpt2Bpe::encode(std::string_view text, int threads) const {
   std::vector<uint32_t> ids;
   BpeCache cache;
+  const auto encode_segment = [&](std::string_view segment) {
+    if (threads <= 1) return encode_ordinary(segment, cache, ids);
+    const std::vector<uint32_t> segment_ids = encode_ordinary_parallel(segment, threads);
+    ids.insert(ids.end(), segment_ids.begin(), segment_ids.end());
+  };
   size_t start = 0;
   for (size_t found; (found = text.find(kEndOfTextText, start)) != std::string_view::npos;
        start = found + kEndOfTextText.size()) {
-    encode_ordinary(text.substr(start, found - start), cache, ids);
+    encode_segment(text.substr(start, found - start));
     ids.push_back(kEndOfText);
   }
-  encode_ordinary(text.substr(start), cache, ids);
+  encode_segment(text.substr(start));
   return ids;
 }
 

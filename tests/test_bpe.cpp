@@ -102,6 +102,7 @@ TEST_P(BpeReferenceCase, MatchesTiktoken) {
   EXPECT_EQ(bpe().decode(c.ids), c.text);
   EXPECT_EQ(bpe().encode_ordinary_parallel(c.text, 3), c.ids);
   EXPECT_EQ(bpe().encode(c.text), c.ids_allowed_special.value_or(c.ids));
+  EXPECT_EQ(bpe().encode(c.text, 2), c.ids_allowed_special.value_or(c.ids));
 }
 
 INSTANTIATE_TEST_SUITE_P(Bpe, BpeReferenceCase, ::testing::ValuesIn(read_cases()),
@@ -198,6 +199,8 @@ TEST_F(BpeTest, ParallelEncodingEqualsOneThread) {
   EXPECT_EQ(ids.size(), 338025u);
   EXPECT_EQ(bpe().encode_ordinary_parallel(text, 2), ids);
   EXPECT_EQ(bpe().encode_ordinary_parallel(text, 7), ids);
+  const std::string documents = text + "<|endoftext|>" + text;
+  EXPECT_EQ(bpe().encode(documents, 3), bpe().encode(documents));
   EXPECT_NE(error_of([&] { bpe().encode_ordinary_parallel(text + std::string(200000, 'x') + "\xFF", 2); })
                 .find(fmt::format("byte offset {}", text.size() + 200000)),
             std::string::npos);

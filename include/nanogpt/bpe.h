@@ -54,8 +54,8 @@ class Gpt2Bpe {
   // The same ids, with the text cut into chunks at piece boundaries and encoded on `threads` threads.
   std::vector<uint32_t> encode_ordinary_parallel(std::string_view text, int threads) const;
   // tiktoken's encode(text, allowed_special={"<|endoftext|>"}), as nanoGPT's sample.py calls it:
-  // each "<|endoftext|>" becomes kEndOfText.
-  std::vector<uint32_t> encode(std::string_view text) const;
+  // each "<|endoftext|>" becomes kEndOfText. The text between is encoded on `threads` threads.
+  std::vector<uint32_t> encode(std::string_view text, int threads = 1) const;
 
   // The bytes of the tokens. They need not be valid UTF-8: a character may span tokens.
   std::string decode(const std::vector<uint32_t>& ids) const;

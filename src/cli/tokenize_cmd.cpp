@@ -71,7 +71,8 @@ void add_tokenize_command(CLI::App& app) {
     const std::string text = read_input(o->input);
     std::vector<uint32_t> ids;
     try {
-      ids = o->allow_special ? bpe.encode(text) : bpe.encode_ordinary_parallel(text, thread_count(o->threads));
+      const int threads = thread_count(o->threads);
+      ids = o->allow_special ? bpe.encode(text, threads) : bpe.encode_ordinary_parallel(text, threads);
     } catch (const TokenizerError& e) {
       throw TokenizerError(fmt::format("{}: {}", o->input == "-" ? "stdin" : o->input, e.what()));
     }
