@@ -180,7 +180,7 @@ std::string find_gpt2_vocab_dir(const std::string& vocab_dir) {
     }
   } catch (const std::exception& e) {
     throw TokenizerError(fmt::format(
-        "no GPT-2 vocabulary: '{}' has no encoder.json and vocab.bpe, and downloading them from {} failed ({}). "
+        "no GPT-2 vocabulary: '{}' has no encoder.json and vocab.bpe, and downloading them from {} failed: {}. "
         "Pass --vocab-dir DIR or set NANOGPT_GPT2_VOCAB_DIR to a folder with both files, or copy them into '{}'",
         cache.string(), base_url, e.what(), cache.string()));
   }

@@ -47,6 +47,9 @@ struct BpeCase {
   std::optional<std::vector<uint32_t>> ids_allowed_special;
 };
 
+// GoogleTest names the case by its name, not its bytes.
+void PrintTo(const BpeCase& c, std::ostream* out) { *out << c.name; }
+
 // tests/fixtures/bpe_cases.jsonl: a copy of shared/data/gpt2/bpe_cases.jsonl (tiktoken's ids).
 std::vector<BpeCase> read_cases() {
   std::ifstream in(std::string(NANOGPT_SOURCE_DIR) + "/tests/fixtures/bpe_cases.jsonl");

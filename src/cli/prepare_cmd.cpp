@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/prepare.h"
 
 namespace nanogpt::cli {
@@ -79,7 +80,11 @@ void add_prepare_command(CLI::App& app) {
       path = (std::filesystem::path(*out_dir) / "input.txt").string();
       if (!std::filesystem::exists(path)) {
         std::cout << "downloading " << kTinyShakespeareUrl << std::endl;
-        download_file(kTinyShakespeareUrl, path);
+        try {
+          download_file(kTinyShakespeareUrl, path);
+        } catch (const IoError& e) {
+          throw IoError(fmt::format("{}; download it by hand and pass --input FILE", e.what()));
+        }
       }
     } else if (!std::filesystem::is_regular_file(path)) {
       throw UsageError(fmt::format("--input '{}' does not exist or is not a file", path));
