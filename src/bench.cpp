@@ -70,7 +70,7 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
   const fs::path train_bin = fs::path(config.resolved_data_dir()) / "train.bin";
   const bool real_data = !options.synthetic_data && fs::exists(train_bin);
   const std::optional<DatasetMeta> meta = real_data ? read_dataset_meta(config.resolved_data_dir()) : std::nullopt;
-  const int64_t vocab_size = meta ? meta->vocab_size : 50304;
+  const int64_t vocab_size = meta && meta->tokenizer != "gpt2" ? meta->vocab_size : 50304;  // as train does
   std::optional<TokenFile> data;
   if (real_data) data.emplace(train_bin.string(), vocab_size);
   result.synthetic_data = !real_data;

@@ -60,13 +60,12 @@ void download_file(const std::string& url, const std::string& path) {
   } else if (std::system("command -v wget >/dev/null 2>&1") == 0) {
     command = fmt::format("wget -q -T 60 -O '{}' '{}'", tmp, url);
   } else {
-    throw IoError(fmt::format("cannot download {}: neither curl nor wget is installed; "
-                              "download it by hand and pass --input FILE", url));
+    throw IoError(fmt::format("cannot download {}: neither curl nor wget is installed", url));
   }
   if (std::system(command.c_str()) != 0) {
     std::error_code ec;
     std::filesystem::remove(tmp, ec);
-    throw IoError(fmt::format("cannot download {} (offline?); download it by hand and pass --input FILE", url));
+    throw IoError(fmt::format("cannot download {} (offline?)", url));
   }
   commit_file(tmp, path);
 }

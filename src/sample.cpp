@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "nanogpt/bpe.h"
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/config.h"
@@ -37,27 +38,50 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
   model->eval();
   model->to(device);
 
-  // the dataset's character vocabulary
+  // the dataset's character vocabulary, else GPT-2 BPE as in sample.py
   std::string data_dir = options.data_dir;
   if (data_dir.empty()) data_dir = config_from_json(info.config).resolved_data_dir();
   const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
-  if (!meta || meta->tokenizer != "char") {
-    throw TokenizerError(fmt::format("no character vocabulary in '{}' (meta.json or nanoGPT's meta.pkl): sampling "
-                                     "needs one (pass --data_dir DIR); GPT-2 BPE datasets are not supported yet",
+  std::function<std::vector<int64_t>(const std::string&)> encode;
+  std::function<std::string(const std::vector<int64_t>&)> decode;
+  if (meta && meta->tokenizer == "char") {
+    auto tokenizer = std::make_shared<const CharTokenizer>(meta->itos);
+    encode = [tokenizer](const std::string& text) { return tokenizer->encode(text); };
+    decode = [tokenizer](const std::vector<int64_t>& ids) { return tokenizer->decode(ids); };
+  } else if (!meta || meta->tokenizer == "gpt2") {
+    auto bpe = std::make_shared<const Gpt2Bpe>(Gpt2Bpe::load(find_gpt2_vocab_dir(options.vocab_dir)));
+    encode = [bpe](const std::string& text) {
+      const std::vector<uint32_t> ids = bpe->encode(text);  // allowed_special={"<|endoftext|>"}
+      return std::vector<int64_t>(ids.begin(), ids.end());
+    };
+    decode = [bpe](const std::vector<int64_t>& ids) {
+      std::vector<uint32_t> tokens;
+      for (int64_t id : ids) {
+        if (id < 0 || id >= static_cast<int64_t>(bpe->vocab_size())) {
+          throw TokenizerError(fmt::format("the model sampled token {}, which is outside GPT-2's vocabulary (0..{}); "
+                                           "is this checkpoint trained on a GPT-2 BPE dataset?",
+                                           id, bpe->vocab_size() - 1));
+        }
+        tokens.push_back(static_cast<uint32_t>(id));
+      }
+      return bpe->decode(tokens);
+    };
+  } else {
+    throw TokenizerError(fmt::format("'{}' has a meta.pkl with vocab_size only: sampling needs its vocabulary "
+                                     "(itos) or a GPT-2 BPE dataset (pass --data_dir DIR)",
                                      data_dir));
   }
-  const CharTokenizer tokenizer(meta->itos);
 
   std::string start = options.start;
   if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
-  const std::vector<int64_t> start_ids = tokenizer.encode(start);
+  const std::vector<int64_t> start_ids = encode(start);
   if (start_ids.empty()) throw std::invalid_argument("--start must not be empty");
   const torch::Tensor x = torch::tensor(start_ids, torch::kLong).unsqueeze(0).to(device);
 
   for (int64_t k = 0; k < options.num_samples; ++k) {
     torch::Tensor y = model->generate(x, options.max_new_tokens, options.temperature, options.top_k, options.use_kv_cache);
     torch::Tensor ids = y[0].cpu().contiguous();
-    emit(tokenizer.decode(std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel())));
+    emit(decode(std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + ids.numel())));
   }
 }
 

@@ -111,9 +111,11 @@ void write_meta_json(const std::string& path, const DatasetMeta& meta) {
   nlohmann::json j;
   j["vocab_size"] = meta.vocab_size;
   j["tokenizer"] = meta.tokenizer;
-  nlohmann::json itos = nlohmann::json::array();
-  for (char32_t c : meta.itos) itos.push_back(encode_utf8(c));
-  j["itos"] = itos;
+  if (meta.tokenizer == "char") {
+    nlohmann::json itos = nlohmann::json::array();
+    for (char32_t c : meta.itos) itos.push_back(encode_utf8(c));
+    j["itos"] = itos;
+  }
   write_file_atomically(path, [&](std::ostream& out) { out << j.dump(1) << "\n"; });
 }
 

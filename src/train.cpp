@@ -50,10 +50,11 @@ std::string with_commas(int64_t n) {
   return out;
 }
 
-// The dataset's vocabulary size, from meta.json or nanoGPT's meta.pkl, when it has one.
+// The dataset's vocabulary size, from meta.json or nanoGPT's meta.pkl, when it has one. A
+// GPT-2 BPE dataset has none in nanoGPT (no meta.pkl), so the model gets the padded 50304.
 std::optional<int64_t> meta_vocab_size(const std::string& data_dir) {
   const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
-  return meta ? std::optional<int64_t>(meta->vocab_size) : std::nullopt;
+  return meta && meta->tokenizer != "gpt2" ? std::optional<int64_t>(meta->vocab_size) : std::nullopt;
 }
 
 TokenFile open_split(const TrainConfig& c, const std::string& name, int64_t vocab_size) {

@@ -36,10 +36,11 @@ class CharTokenizer {
   std::unordered_map<char32_t, int64_t> stoi_;
 };
 
-// The dataset's meta.json: {"vocab_size": N, "tokenizer": "char", "itos": ["\n", " ", ...]}.
+// The dataset's meta.json: {"vocab_size": N, "tokenizer": "char", "itos": ["\n", " ", ...]},
+// or {"vocab_size": 50257, "tokenizer": "gpt2"} for GPT-2 BPE.
 struct DatasetMeta {
   int64_t vocab_size = 0;
-  std::string tokenizer;       // "char"
+  std::string tokenizer;       // "char", "gpt2", or "none" (a meta.pkl with vocab_size only)
   std::vector<char32_t> itos;  // char vocabulary
 };
 

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   nanogpt::cli::add_memory_command(app);
   nanogpt::cli::add_export_command(app);
   nanogpt::cli::add_bench_command(app);
+  nanogpt::cli::add_tokenize_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

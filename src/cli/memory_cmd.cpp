@@ -29,7 +29,10 @@ struct MemoryOptions {
 int64_t resolve_vocab_size(const TrainConfig& config, int64_t requested) {
   if (requested > 0) return requested;
   const auto meta = std::filesystem::path(config.resolved_data_dir()) / "meta.json";
-  if (std::filesystem::exists(meta)) return read_meta_json(meta.string()).vocab_size;
+  if (std::filesystem::exists(meta)) {
+    const DatasetMeta dataset = read_meta_json(meta.string());
+    if (dataset.tokenizer != "gpt2") return dataset.vocab_size;  // GPT-2 BPE: padded, as train does
+  }
   return 50304;
 }
 

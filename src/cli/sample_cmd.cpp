@@ -1,7 +1,10 @@
+#include <unistd.h>
+
 #include <iostream>
 
 #include "commands.h"
 #include "nanogpt/compat.h"
+#include "nanogpt/pretokenize.h"
 #include "nanogpt/sample.h"
 
 namespace nanogpt::cli {
@@ -20,12 +23,16 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
   cmd->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--data_dir", options->data_dir, "dataset folder with meta.json (default: from the checkpoint's config)");
+  cmd->add_option("--vocab_dir,--vocab-dir", options->vocab_dir,
+                  "GPT-2 BPE: folder with encoder.json and vocab.bpe (default: $NANOGPT_GPT2_VOCAB_DIR, else "
+                  "~/.cache/nanogpt-cpp/gpt2, downloaded when missing)");
   cmd->add_option("--num_threads", options->num_threads, "CPU threads (0: all)")->capture_default_str();
   cmd->add_flag("!--no_kv_cache", options->use_kv_cache, "recompute the whole context at each step, like nanoGPT");
   cmd->callback([options, top_k] {
     options->top_k = *top_k > 0 ? std::optional<int64_t>(*top_k) : std::nullopt;
-    sample(*options, [](const std::string& text) {
-      std::cout << text << "\n---------------" << std::endl;
+    const bool terminal = ::isatty(STDOUT_FILENO) != 0;  // a file gets the exact bytes
+    sample(*options, [terminal](const std::string& text) {
+      std::cout << (terminal ? replace_invalid_utf8(text) : text) << "\n---------------" << std::endl;
     });
   });
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Regenerates src/unicode_classes.inc from the npm package @unicode/unicode-$UNICODE_VERSION.
+# tiktoken's "gpt2" pre-tokenizer runs on Rust's regex-syntax tables; tiktoken 1.0.22 (npm)
+# has regex-syntax 0.8.5, which is Unicode 16.0.0 (tools/bench_tokenizer.sh checks the
+# generated classes against the tables inside tiktoken's WebAssembly module).
+# Usage: tools/gen_unicode_classes.sh   (needs node and npm)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version="${UNICODE_VERSION:-16.0.0}"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+npm install --silent --prefix "$tmp" "@unicode/unicode-$version" > /dev/null
+node tools/gen_unicode_classes.mjs "$tmp/node_modules/@unicode/unicode-$version" > src/unicode_classes.inc
+echo "wrote src/unicode_classes.inc ($(grep -c CodeClass src/unicode_classes.inc) ranges, Unicode $version)"
