@@ -11,6 +11,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/config.h"
 #include "nanogpt/fileio.h"
+#include "nanogpt/pretrained.h"
 #include "nanogpt/tokenizer.h"
 
 namespace nanogpt {
@@ -32,16 +33,27 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
   torch::manual_seed(static_cast<uint64_t>(options.seed));
 
   // model (constructed after seeding, as sample.py does, so the same seed samples the same text)
-  const std::string ckpt_path = (fs::path(options.out_dir) / "ckpt.pt").string();
+  const bool pretrained = is_pretrained_gpt2(options.init_from);
+  if (!pretrained && options.init_from != "resume") {
+    throw std::invalid_argument(fmt::format("--init_from must be resume, gpt2, gpt2-medium, gpt2-large or gpt2-xl, got '{}'",
+                                            options.init_from));
+  }
   CheckpointInfo info;
-  GPT model = load_model(ckpt_path, &info);
+  GPT model{nullptr};
+  if (pretrained) {
+    const std::string dir = find_pretrained_dir(options.init_from, options.pretrained_dir);
+    model = GPT(read_pretrained_config(dir, options.init_from, 0.0));
+    load_pretrained_weights(dir, model);
+  } else {
+    model = load_model((fs::path(options.out_dir) / "ckpt.pt").string(), &info);
+  }
   model->eval();
   model->to(device);
 
-  // the dataset's character vocabulary, else GPT-2 BPE as in sample.py
+  // the dataset's character vocabulary, else GPT-2 BPE as in sample.py (always for gpt2*)
   std::string data_dir = options.data_dir;
-  if (data_dir.empty()) data_dir = config_from_json(info.config).resolved_data_dir();
-  const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
+  if (data_dir.empty() && !pretrained) data_dir = config_from_json(info.config).resolved_data_dir();
+  const std::optional<DatasetMeta> meta = data_dir.empty() ? std::nullopt : read_dataset_meta(data_dir);
   std::function<std::vector<int64_t>(const std::string&)> encode;
   std::function<std::string(const std::vector<int64_t>&)> decode;
   if (meta && meta->tokenizer == "char") {
@@ -76,6 +88,12 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
   if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
   const std::vector<int64_t> start_ids = encode(start);
   if (start_ids.empty()) throw std::invalid_argument("--start must not be empty");
+  for (int64_t id : start_ids) {
+    if (id >= model->config.vocab_size) {
+      throw TokenizerError(fmt::format("--start encodes to token {}, outside the model's vocabulary of {} ids",
+                                       id, model->config.vocab_size));
+    }
+  }
   const torch::Tensor x = torch::tensor(start_ids, torch::kLong).unsqueeze(0).to(device);
 
   for (int64_t k = 0; k < options.num_samples; ++k) {

@@ -35,6 +35,12 @@ log_interval: 5
 num_threads: 1
 always_save_checkpoint: true
 YAML
+expect_exit() {  # expected code, pattern in stderr, command...
+  local code=$1 pattern=$2; shift 2
+  set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e
+  [ "$got" = "$code" ] || fail "exit $got (expected $code) for: $* -- $(cat err.txt)"
+  grep -q -- "$pattern" err.txt || fail "stderr of '$*' lacks '$pattern': $(cat err.txt)"
+}
 "$nanogpt" train tiny.yaml --max_iters=20 > train.log
 grep -q "^iter 20: loss" train.log || fail "train log: $(tail -5 train.log)"
 grep -q "^step 20: train loss" train.log || fail "no eval line"
@@ -87,13 +93,14 @@ grep -q "Initializing from OpenAI GPT-2 weights: gpt2 (hf-out)" ft.log || fail "
 "$nanogpt" sample --out_dir=out-bias --num_samples=1 --max_new_tokens=30 --top_k=1 > greedy_bias.txt
 "$nanogpt" sample --out_dir=out-ft --num_samples=1 --max_new_tokens=30 --top_k=1 > greedy_ft.txt
 cmp -s greedy_bias.txt greedy_ft.txt || fail "exported and re-imported weights sample differently"
+if [ -f "${NANOGPT_SHARED_DATA:-}/gpt2/encoder.json" ]; then  # sample.py's init_from gpt2: GPT-2 BPE, no dataset
+  "$nanogpt" sample --init_from=gpt2 --pretrained_dir=hf-out --vocab_dir="$NANOGPT_SHARED_DATA/gpt2" --start='!' \
+    --num_samples=1 --max_new_tokens=5 > gpt2_sample.txt
+  head -c 1 gpt2_sample.txt | grep -q '!' || fail "sample --init_from=gpt2: $(cat gpt2_sample.txt)"
+  expect_exit 1 "outside the model's vocabulary of" "$nanogpt" sample --init_from=gpt2 --pretrained_dir=hf-out \
+    --vocab_dir="$NANOGPT_SHARED_DATA/gpt2" --start=hello
+fi
 
-expect_exit() {  # expected code, pattern in stderr, command...
-  local code=$1 pattern=$2; shift 2
-  set +e; "$@" > /dev/null 2> err.txt; local got=$?; set -e
-  [ "$got" = "$code" ] || fail "exit $got (expected $code) for: $* -- $(cat err.txt)"
-  grep -q -- "$pattern" err.txt || fail "stderr of '$*' lacks '$pattern': $(cat err.txt)"
-}
 expect_exit 2 "unknown config key 'n_layers' (did you mean 'n_layer'?)" "$nanogpt" train tiny.yaml --n_layers=3
 expect_exit 2 "expects an integer, got '1.5'" "$nanogpt" train tiny.yaml --batch_size=1.5
 expect_exit 2 "config file 'missing.yaml' does not exist" "$nanogpt" train missing.yaml

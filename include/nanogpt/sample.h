@@ -19,6 +19,8 @@ struct SampleOptions {
   int64_t seed = 1337;
   std::string device = "cpu";
   std::string data_dir;      // empty: the data_dir of the checkpoint's config
+  std::string init_from = "resume";  // or gpt2, gpt2-medium, gpt2-large, gpt2-xl (sample.py's init_from)
+  std::string pretrained_dir;        // with gpt2*: the Hugging Face folder (see pretrained.h)
   std::string vocab_dir;     // GPT-2's encoder.json and vocab.bpe; empty: find_gpt2_vocab_dir's search
   bool use_kv_cache = true;
   int64_t num_threads = 0;   // 0: all hardware threads

@@ -23,6 +23,11 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--seed", options->seed, "random seed")->capture_default_str();
   cmd->add_option("--device", options->device, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--data_dir", options->data_dir, "dataset folder with meta.json (default: from the checkpoint's config)");
+  cmd->add_option("--init_from", options->init_from,
+                  "resume (out_dir/ckpt.pt) or gpt2, gpt2-medium, gpt2-large, gpt2-xl (Hugging Face weights)")
+      ->capture_default_str();
+  cmd->add_option("--pretrained_dir", options->pretrained_dir,
+                  "with --init_from gpt2*: folder with config.json and model.safetensors or pytorch_model.bin");
   cmd->add_option("--vocab_dir,--vocab-dir", options->vocab_dir,
                   "GPT-2 BPE: folder with encoder.json and vocab.bpe (default: $NANOGPT_GPT2_VOCAB_DIR, else "
                   "~/.cache/nanogpt-cpp/gpt2, downloaded when missing)");
