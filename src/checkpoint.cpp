@@ -144,6 +144,10 @@ void load_model_state(TorchFile& file, const PickleValue& state, GPT& model) {
     auto found = saved.find(item.key());
     if (found == saved.end()) fail(file.path(), fmt::format("lacks tensor '{}'", item.key()));
     const at::Tensor tensor = file.tensor(*found->second, "model." + item.key());
+    if (!at::isFloatingType(tensor.scalar_type())) {
+      fail(file.path(), fmt::format("tensor '{}' holds {}; weights must be floating point", item.key(),
+                                    c10::toString(tensor.scalar_type())));
+    }
     if (tensor.sizes() != item.value().sizes()) {
       fail(file.path(), fmt::format("tensor '{}' has shape {} but the model expects {}", item.key(),
                                     fmt::join(tensor.sizes(), "x"), fmt::join(item.value().sizes(), "x")));
