@@ -13,6 +13,7 @@
 #include <variant>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/pretokenize.h"
 
 namespace nanogpt {
 
@@ -197,7 +198,11 @@ void set_config_value(TrainConfig& config, const std::string& key, const std::st
         } else if constexpr (std::is_same_v<T, bool>) {
           config.*member = parse_bool(key, value, origin);
         } else {
-          config.*member = strip_quotes(value);
+          std::string text = strip_quotes(value);
+          if (const size_t bad = first_invalid_utf8(text); bad != std::string::npos) {
+            throw ConfigError(fmt::format("{}: key '{}' holds invalid UTF-8 at byte {}; expected text", origin, key, bad));
+          }
+          config.*member = std::move(text);
         }
       },
       spec->field);

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Fuzzes the readers with libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer (clang
+# from Debian), each from its seed corpus in tests/fuzz/<target>_corpus:
+#   pickle        the plain-data pickle reader (meta.pkl; src/pickle.cpp)
+#   torch_pickle  the torch.save allow-list (ckpt.pt's data.pkl; src/torch_pickle.cpp)
+#   config        the YAML config loader and its validation (src/config.cpp)
+#   bpe           the GPT-2 tokenizer, with an exact decode(encode(x)) == x check; needs
+#                 GPT-2's vocabulary in $NANOGPT_GPT2_VOCAB_DIR (skipped without it)
+# Usage: tools/fuzz.sh [seconds per target] [target...]   (default 60 s, all targets)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(pickle torch_pickle config bpe)
+command -v clang++ > /dev/null || { echo "clang++ is needed: apt-get install clang" >&2; exit 2; }
+out=build-fuzz
+flags=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
+       -isystem /usr/include/torch/csrc/api/include)
+torch_libs=(-ltorch_cpu -lc10)
+for target in "${targets[@]}"; do
+  case $target in
+    pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
+    torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-lc10) ;;
+    config) sources=(src/config.cpp src/compat.cpp src/pretokenize.cpp); libs=(-lyaml-cpp "${torch_libs[@]}") ;;
+    bpe)
+      if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi
+      sources=(src/bpe.cpp src/pretokenize.cpp src/bpe_vocab.cpp src/fileio.cpp src/prepare.cpp src/tokenizer.cpp
+               src/pickle.cpp src/pickle_writer.cpp src/data.cpp)
+      libs=("${torch_libs[@]}") ;;
+    *) echo "unknown target '$target'; expected pickle, torch_pickle, config or bpe" >&2; exit 2 ;;
+  esac
+  mkdir -p "$out/$target-corpus"
+  [ -n "${FUZZ_NO_REBUILD:-}" ] && [ -x "$out/${target}_fuzzer" ] ||
+    clang++ "${flags[@]}" "${sources[@]}" "tests/fuzz/${target}_fuzzer.cpp" -lfmt "${libs[@]}" -o "$out/${target}_fuzzer"
+  echo "== $target: $seconds s"
+  # new inputs go to build-fuzz/<target>-corpus; the committed seeds stay as they are
+  "$out/${target}_fuzzer" -max_total_time="$seconds" -max_len=4096 -timeout=10 -artifact_prefix="$out/$target-" \
+    "$out/$target-corpus" "tests/fuzz/${target}_corpus" 2>&1 | grep -E "^Done|ERROR|SUMMARY" || true
+done
