@@ -224,7 +224,11 @@ void apply_yaml_file(TrainConfig& config, const std::string& path) {
     throw ConfigError(fmt::format("{}: expected a mapping of config keys to values", path));
   }
   for (const auto& item : root) {
-    const std::string key = item.first.as<std::string>();
+    if (!item.first.IsScalar()) {  // "? [a, b]: 1" and other complex keys
+      throw ConfigError(fmt::format("{}:{}: expected a config key name, got a list or mapping as a key", path,
+                                    item.first.Mark().line + 1));
+    }
+    const std::string key = item.first.Scalar();
     const std::string origin = fmt::format("{}:{}", path, item.first.Mark().line + 1);
     if (!item.second.IsScalar()) {
       if (find_key(key) == nullptr) unknown_key(key, origin);

@@ -108,6 +108,7 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("batch_size: 12\n  bad: indent\n"), "c.yaml:2:"));
   EXPECT_TRUE(contains(error_of("\nn_layers: 4\n"), "c.yaml:2: unknown config key"));
   // found by the config fuzzer: the text would reach the checkpoint's JSON and YAML
+  EXPECT_TRUE(contains(error_of("? [a, b]\n: 1\n"), ":1: expected a config key name, got a list or mapping as a key"));
   EXPECT_TRUE(contains(error_of("dataset: caf\xe9\n"), "key 'dataset' holds invalid UTF-8 at byte 3; expected text"));
 }
 
