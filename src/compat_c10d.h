@@ -5,8 +5,11 @@
 // LibTorch's headers hide each backend behind USE_C10D_GLOO / USE_C10D_NCCL.
 #include <torch/version.h>
 
+#include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
 
 #ifdef NANOGPT_WITH_GLOO
 #ifndef USE_C10D_GLOO

@@ -14,6 +14,7 @@ namespace nanogpt {
 // Learning rate at iteration `it`: linear warmup, cosine decay to min_lr, then min_lr.
 double get_lr(const TrainConfig& config, int64_t it);
 
+// In a multi-process run, the losses are rank 0's; the other ranks leave them unset.
 struct TrainResult {
   int64_t iter_num = 0;        // the next iteration a resume would run
   double best_val_loss = 1e9;
