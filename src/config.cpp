@@ -73,6 +73,8 @@ const std::vector<KeySpec>& key_specs() {
       {"memory_budget", &TrainConfig::memory_budget},
       {"memory_limit", &TrainConfig::memory_limit},
       {"auto_fit", &TrainConfig::auto_fit},
+      {"bucket_cap_mb", &TrainConfig::bucket_cap_mb},
+      {"ddp_timeout_s", &TrainConfig::ddp_timeout_s},
   };
   return specs;
 }
@@ -171,7 +173,10 @@ int64_t parse_byte_size(const std::string& text, const std::string& key) {
 
 TrainConfig default_config() {
   TrainConfig config;
-  if (!cuda_available()) config.device = "cpu";
+  if (!cuda_available()) {
+    config.device = "cpu";
+    config.backend = "gloo";
+  }
   return config;
 }
 
@@ -308,6 +313,8 @@ void validate(const TrainConfig& c) {
                       c.init_from));
   require(c.backend == "nccl" || c.backend == "gloo",
           fmt::format("config key 'backend' must be 'nccl' or 'gloo', got '{}'", c.backend));
+  require(c.bucket_cap_mb > 0.0, fmt::format("config key 'bucket_cap_mb' must be > 0, got {}", c.bucket_cap_mb));
+  positive("ddp_timeout_s", c.ddp_timeout_s);
   require(!c.out_dir.empty(), "config key 'out_dir' must not be empty");
   require(!c.dataset.empty() || !c.data_dir.empty(), "config key 'dataset' must not be empty");
   try {

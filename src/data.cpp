@@ -1,5 +1,7 @@
 #include "nanogpt/data.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -84,18 +86,81 @@ std::pair<at::Tensor, at::Tensor> batch_at(const TokenFile& data, const at::Tens
   return {x, y};
 }
 
-std::pair<at::Tensor, at::Tensor> get_batch(const TokenFile& data, int64_t batch_size, int64_t block_size,
-                                            const at::Device& device) {
+at::Tensor draw_batch_offsets(const TokenFile& data, int64_t batch_size, int64_t block_size,
+                              c10::optional<at::Generator> generator) {
   if (data.size() <= block_size) {
     throw DataError(fmt::format("token file '{}' has {} tokens, fewer than block_size + 1 = {}", data.path(),
                                 data.size(), block_size + 1));
   }
-  at::Tensor offsets = at::randint(data.size() - block_size, {batch_size}, at::kLong);
+  return at::randint(data.size() - block_size, {batch_size}, generator, at::kLong);
+}
+
+std::pair<at::Tensor, at::Tensor> load_batch(const TokenFile& data, const at::Tensor& offsets, int64_t block_size,
+                                             const at::Device& device) {
   auto [x, y] = batch_at(data, offsets, block_size);
   if (device.is_cuda()) {
     return {x.pin_memory().to(device, /*non_blocking=*/true), y.pin_memory().to(device, /*non_blocking=*/true)};
   }
   return {x, y};
+}
+
+std::pair<at::Tensor, at::Tensor> get_batch(const TokenFile& data, int64_t batch_size, int64_t block_size,
+                                            const at::Device& device) {
+  return load_batch(data, draw_batch_offsets(data, batch_size, block_size), block_size, device);
+}
+
+ShardedBatches::ShardedBatches(const TokenFile& train, const TokenFile& val, const Options& options,
+                               const at::Device& device, const at::Tensor& rng_state,
+                               std::function<bool(int64_t)> evaluates, int64_t first_iter)
+    : train_(train),
+      val_(val),
+      options_(options),
+      device_(device),
+      generator_(at::detail::createCPUGenerator()),
+      evaluates_(std::move(evaluates)),
+      next_iter_(first_iter) {
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size ||
+      options.micro_steps % options.world_size != 0) {
+    throw std::invalid_argument(fmt::format("ShardedBatches: rank {} of {} ranks with {} micro-steps", options.rank,
+                                            options.world_size, options.micro_steps));
+  }
+  generator_.set_state(rng_state);
+}
+
+void ShardedBatches::draw_iteration() {
+  const int64_t per_rank = options_.micro_steps / options_.world_size;
+  const int64_t first_own = (options_.world_size - 1 - options_.rank) * per_rank;
+  auto draw = [&](const TokenFile& data) {
+    return draw_batch_offsets(data, options_.batch_size, options_.block_size, generator_);
+  };
+  pending_rng_state_ = generator_.get_state();
+  std::vector<at::Tensor> train_offsets{draw(train_)};
+  eval_offsets_.clear();
+  if (evaluates_(next_iter_)) {
+    for (const std::string split : {"train", "val"}) {
+      for (int64_t k = 0; k < options_.eval_iters; ++k) eval_offsets_[split].push_back(draw(split == "train" ? train_ : val_));
+    }
+  }
+  for (int64_t j = 1; j < options_.micro_steps; ++j) train_offsets.push_back(draw(train_));
+  for (int64_t j = first_own; j < first_own + per_rank; ++j) own_offsets_.push_back(train_offsets[j]);
+  next_iter_ += 1;
+}
+
+std::pair<at::Tensor, at::Tensor> ShardedBatches::next_train() {
+  if (own_offsets_.empty()) draw_iteration();
+  const at::Tensor offsets = own_offsets_.front();
+  own_offsets_.pop_front();
+  return load_batch(train_, offsets, options_.block_size, device_);
+}
+
+std::pair<at::Tensor, at::Tensor> ShardedBatches::next_eval(const std::string& split) {
+  auto& queue = eval_offsets_[split];
+  if (queue.empty()) {
+    throw std::logic_error(fmt::format("ShardedBatches: no {} evaluation batch left in this iteration", split));
+  }
+  const at::Tensor offsets = queue.front();
+  queue.pop_front();
+  return load_batch(split == "train" ? train_ : val_, offsets, options_.block_size, device_);
 }
 
 void write_token_file(const std::string& path, const std::vector<uint16_t>& tokens) {

@@ -16,6 +16,7 @@
 #include "nanogpt/pretrained.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
+#include "nanogpt/distributed.h"
 #include "nanogpt/grad_scaler.h"
 #include "nanogpt/memory_plan.h"
 #include "nanogpt/memory_stats.h"
@@ -185,18 +186,31 @@ void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
 
 TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   TrainConfig config = requested;  // memory_budget and auto_fit may change its memory setting
-  const Print print = hooks.print ? hooks.print : [](const std::string& line) { std::cout << line << std::endl; };
-  const at::Device device = parse_device(config.device);
-  const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads();
+  // several processes under torchrun: this one is a rank of a data-parallel run
+  const DistributedEnv ddp_env = read_distributed_env();
+  const bool ddp = ddp_env.is_distributed();
+  const bool master_process = ddp_env.rank == 0;  // this process will do logging, checkpointing etc.
+  const Print print = !master_process ? Print([](const std::string&) {})
+                      : hooks.print   ? hooks.print
+                                      : Print([](const std::string& line) { std::cout << line << std::endl; });
+  const at::Device device = device_for_rank(parse_device(config.device), ddp_env);
+  // all cores by default, shared among the processes of this machine
+  const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads)
+                                             : std::max(1, hardware_threads() / ddp_env.local_world_size);
   at::set_num_threads(threads);
+  if (ddp && config.auto_fit) {
+    throw ConfigError(fmt::format("config key 'auto_fit' is for one process only (WORLD_SIZE is {}): every rank "
+                                  "would have to change its micro-batch at once; set auto_fit: false",
+                                  ddp_env.world_size));
+  }
   // auto_fit may trade micro-batch for accumulation steps; their product stays fixed
   int64_t batch_size = config.batch_size;
   int64_t gradient_accumulation_steps = config.gradient_accumulation_steps;
   const int64_t tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size;
   print(fmt::format("tokens per iteration will be: {}", with_commas(tokens_per_iter)));
-  print(fmt::format("device: {}, threads: {}, {}", config.device, threads, torch_build_summary()));
+  print(fmt::format("device: {}, threads: {}, {}", device.str(), threads, torch_build_summary()));
 
-  fs::create_directories(config.out_dir);
+  if (master_process) fs::create_directories(config.out_dir);
   // a cap on the device's tensor memory, as a smaller device would have
   const std::string& cap = !config.memory_limit.empty() ? config.memory_limit : config.memory_budget;
   const ScopedDeviceMemoryLimit device_cap(device, cap.empty() ? 0 : parse_byte_size(cap, "memory_limit"));
@@ -205,6 +219,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
 
   int64_t iter_num = 0;
   double best_val_loss = 1e9;
+  std::unique_ptr<ProcessGroup> process_group;
   const std::optional<int64_t> meta_vocab = meta_vocab_size(config.resolved_data_dir());
   if (meta_vocab) print(fmt::format("found vocab_size = {} (inside {})", *meta_vocab, config.resolved_data_dir()));
 
@@ -223,6 +238,18 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     apply_memory_plan(config, model_args.vocab_size, print);
     batch_size = config.batch_size;
     gradient_accumulation_steps = config.gradient_accumulation_steps;
+  }
+  if (ddp) {
+    // world_size number of processes will be training simultaneously, so we can scale
+    // down the desired gradient accumulation iterations per process proportionally
+    if (gradient_accumulation_steps % ddp_env.world_size != 0) {
+      throw ConfigError(fmt::format("config key 'gradient_accumulation_steps' ({}) must be divisible by WORLD_SIZE "
+                                    "({}): each rank runs gradient_accumulation_steps / WORLD_SIZE micro-steps",
+                                    gradient_accumulation_steps, ddp_env.world_size));
+    }
+    gradient_accumulation_steps /= ddp_env.world_size;
+    process_group = std::make_unique<ProcessGroup>(ddp_env, config.backend, device,
+                                                   std::chrono::seconds(config.ddp_timeout_s));
   }
   GPT model(model_args);
   print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
@@ -252,21 +279,56 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     load_checkpoint_state(ckpt_path, model, optimizer.get());
     iter_num = resumed.iter_num;
     best_val_loss = resumed.best_val_loss;
-    if (resumed.rng_state.defined()) set_rng_state(at::kCPU, resumed.rng_state);
+    if (resumed.rng_state.defined() && !ddp) set_rng_state(at::kCPU, resumed.rng_state);
   }
 
+  // data parallel: rank 0's weights everywhere, gradients averaged over the ranks on the last
+  // micro-step; the batches of a one-process run, shared out; dropout from a per-rank stream
+  std::unique_ptr<DistributedDataParallel> ddp_model;
+  std::optional<ShardedBatches> shards;
+  if (ddp) {
+    const auto bucket_bytes = static_cast<int64_t>(config.bucket_cap_mb * 1024 * 1024);
+    ddp_model = std::make_unique<DistributedDataParallel>(*process_group, model->parameters(), bucket_bytes);
+    ShardedBatches::Options options;
+    options.batch_size = batch_size;
+    options.block_size = config.block_size;
+    options.micro_steps = gradient_accumulation_steps * ddp_env.world_size;
+    options.eval_iters = config.eval_iters;
+    options.rank = ddp_env.rank;
+    options.world_size = ddp_env.world_size;
+    auto evaluates = [&config](int64_t it) { return it % config.eval_interval == 0 || config.eval_only; };
+    shards.emplace(train_data, val_data, options, device,
+                   resumed.rng_state.defined() ? resumed.rng_state : rng_state(at::kCPU), evaluates, iter_num);
+    torch::manual_seed(static_cast<uint64_t>(config.seed + ddp_env.rank));
+    print(fmt::format("data parallel: {} ranks ({} on this machine), backend {}, {} micro-steps per rank, gradients "
+                      "in {} bucket(s) of up to {} MiB",
+                      ddp_env.world_size, ddp_env.local_world_size, config.backend, gradient_accumulation_steps,
+                      ddp_model->num_buckets(), config.bucket_cap_mb));
+  }
+  // rank 0 alone evaluates and writes checkpoints; the other ranks wait for it
+  auto on_master = [&](const std::string& what, const std::function<void()>& work) {
+    if (process_group) {
+      process_group->run_on_rank0(what, work);
+    } else {
+      work();
+    }
+  };
+
   nlohmann::json config_json = to_json(config);
-  MetricsLog metrics((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
+  std::optional<MetricsLog> metrics;
+  if (master_process) metrics.emplace((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
 
   // The generator state before each training batch is drawn: a checkpoint stores the state
   // before the pending batch, so that a resumed run draws that same batch again.
   at::Tensor pending_batch_rng_state;
   auto next_train_batch = [&] {
+    if (shards) return shards->next_train();
     pending_batch_rng_state = rng_state(at::kCPU);
     return get_batch_split("train");
   };
   auto save = [&](int64_t at_iter) {
-    CheckpointInfo info{model_args, at_iter, best_val_loss, config_json, pending_batch_rng_state};
+    CheckpointInfo info{model_args, at_iter, best_val_loss, config_json,
+                        shards ? shards->pending_rng_state() : pending_batch_rng_state};
     print(fmt::format("saving checkpoint to {}", config.out_dir));
     save_checkpoint(ckpt_path, model, optimizer.get(), info);
   };
@@ -279,7 +341,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     for (const std::string split : {"train", "val"}) {
       at::Tensor losses = torch::zeros({config.eval_iters});
       for (int64_t k = 0; k < config.eval_iters; ++k) {
-        auto [X, Y] = get_batch_split(split);
+        auto [X, Y] = shards ? shards->next_eval(split) : get_batch_split(split);
         losses[k] = forward_loss(X, Y).item<float>();
       }
       out[split] = losses.mean().item<float>();
@@ -302,25 +364,30 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
 
     // evaluate the loss on train/val sets and write checkpoints
     if (iter_num % config.eval_interval == 0 || config.eval_only) {
-      auto losses = estimate_loss();
-      print(fmt::format("step {}: train loss {:.4f}, val loss {:.4f}", iter_num, losses["train"], losses["val"]));
-      metrics.write({{"kind", "eval"}, {"iter", iter_num}, {"train_loss", losses["train"]}, {"val_loss", losses["val"]}, {"lr", lr}});
-      result.last_val_loss = losses["val"];
+      on_master("evaluation", [&] {
+        auto losses = estimate_loss();
+        print(fmt::format("step {}: train loss {:.4f}, val loss {:.4f}", iter_num, losses["train"], losses["val"]));
+        metrics->write({{"kind", "eval"}, {"iter", iter_num}, {"train_loss", losses["train"]}, {"val_loss", losses["val"]}, {"lr", lr}});
+        result.last_val_loss = losses["val"];
+        if (!config.eval_only && (losses["val"] < best_val_loss || config.always_save_checkpoint)) {
+          best_val_loss = losses["val"];
+          if (iter_num > 0) save(iter_num);
+        }
+      });
       if (config.eval_only) break;
-      if (losses["val"] < best_val_loss || config.always_save_checkpoint) {
-        best_val_loss = losses["val"];
-        if (iter_num > 0) save(iter_num);
-      }
     }
 
     // forward backward update, with gradient accumulation to simulate a larger batch
     while (true) {
       try {
         for (int64_t micro_step = 0; micro_step < gradient_accumulation_steps; ++micro_step) {
+          // in DDP training we only need to sync gradients at the last micro step
+          if (ddp) ddp_model->require_backward_grad_sync = (micro_step == gradient_accumulation_steps - 1);
           loss = forward_loss(X, Y) / static_cast<double>(gradient_accumulation_steps);
           std::tie(X, Y) = next_train_batch();  // prefetch while the device works on the forward pass
           scaler.scale(loss).backward();
         }
+        if (ddp) ddp_model->finish_gradient_sync();  // the gradients averaged over all ranks
         break;
       } catch (const std::exception& error) {
         if (!is_out_of_memory(error)) throw;
@@ -357,7 +424,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     const auto t1 = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(t1 - t0).count();
     t0 = t1;
-    if (iter_num % config.log_interval == 0) {
+    if (iter_num % config.log_interval == 0 && master_process) {
       // a host sync: only at log intervals
       const double lossf = loss.item<double>() * static_cast<double>(gradient_accumulation_steps);
       if (local_iter_num >= 5) {  // let the training loop settle a bit
@@ -365,8 +432,11 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
         running_mfu = running_mfu == -1.0 ? mfu : 0.9 * running_mfu + 0.1 * mfu;
       }
       const MemoryPeaks peaks = memory_peaks(device);
-      print(fmt::format("iter {}: loss {:.4f}, time {:.2f}ms, mfu {:.2f}%{}", iter_num, lossf, dt * 1000,
-                        running_mfu * 100, peaks_text(peaks)));
+      const DistributedDataParallel::SyncTimes sync = ddp ? ddp_model->last_sync_times() : DistributedDataParallel::SyncTimes{};
+      print(fmt::format("iter {}: loss {:.4f}, time {:.2f}ms, mfu {:.2f}%{}{}", iter_num, lossf, dt * 1000,
+                        running_mfu * 100, peaks_text(peaks),
+                        ddp ? fmt::format(", allreduce {:.2f}ms ({:.2f}ms exposed)", sync.allreduce_ms, sync.exposed_ms)
+                            : ""));
       nlohmann::json record = {{"kind", "iter"},
                      {"iter", iter_num},
                      {"loss", lossf},
@@ -375,24 +445,29 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
                      {"tokens_per_s", static_cast<double>(tokens_per_iter) / dt},
                      {"mfu", running_mfu < 0 ? nlohmann::json(nullptr) : nlohmann::json(running_mfu)}};
       record.update(peaks_json(peaks));
-      metrics.write(record);
+      if (ddp) record.update({{"allreduce_ms", sync.allreduce_ms}, {"allreduce_exposed_ms", sync.exposed_ms}});
+      metrics->write(record);
       reset_memory_peaks(device);  // each log line reports the peak of its own window
       result.last_train_loss = lossf;
     }
     iter_num += 1;
     local_iter_num += 1;
 
-    if (hooks.stop_requested != nullptr && hooks.stop_requested->load()) {
+    bool stop = hooks.stop_requested != nullptr && hooks.stop_requested->load();
+    if (ddp) stop = process_group->any(stop);  // Ctrl-C reaches the ranks at different iterations
+    if (stop) {
       print(fmt::format("interrupted at iteration {}", iter_num));
-      save(iter_num);
+      on_master("checkpoint", [&] { save(iter_num); });
       result.interrupted = true;
       break;
     }
     // termination conditions
     if (iter_num > config.max_iters) break;
   }
+  if (ddp) process_group->barrier();
   result.iter_num = iter_num;
   result.best_val_loss = best_val_loss;
+  if (hooks.on_finish) hooks.on_finish(model);
   return result;
 }
 

@@ -46,7 +46,7 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 44u);
+  EXPECT_EQ(config_keys().size(), 46u);
 }
 
 TEST(Config, YamlThenOverridesInOrder) {

@@ -70,6 +70,9 @@ struct TrainConfig {
   std::string memory_budget;                       // e.g. "12GiB": plan for it and cap the device at it
   std::string memory_limit;                        // cap the device without planning (a smaller device)
   bool auto_fit = false;                           // on out-of-memory: halve micro-batch, double accumulation
+  // data-parallel runs under torchrun (this port's own, see docs/distributed.md)
+  double bucket_cap_mb = 25.0;   // gradients are all-reduced in flat buckets of about this size (DDP's default)
+  int64_t ddp_timeout_s = 600;   // a collective, or a wait for rank 0, fails after this long without progress
 
   // data_dir, or data/<dataset> when data_dir is empty.
   std::string resolved_data_dir() const;
@@ -79,8 +82,8 @@ struct TrainConfig {
 // naming `key` when it is not one.
 int64_t parse_byte_size(const std::string& text, const std::string& key);
 
-// Defaults with device "cuda" replaced by "cpu" when no GPU is usable, the way a
-// nanoGPT user on a CPU machine passes --device=cpu.
+// Defaults with device "cuda" replaced by "cpu" (and backend "nccl" by "gloo") when no GPU
+// is usable, the way a nanoGPT user on a CPU machine passes --device=cpu.
 TrainConfig default_config();
 
 // The names of all keys, in train.py's order followed by this port's own.

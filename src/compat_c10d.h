@@ -1,0 +1,38 @@
+#pragma once
+// The c10d differences between LibTorch 1.13 and 2.x, beside compat.h but kept out of it so
+// that only src/distributed.cpp compiles the c10d headers. CMake defines NANOGPT_WITH_GLOO
+// when Gloo's headers are found and NANOGPT_WITH_NCCL when a CUDA LibTorch and nccl.h are;
+// LibTorch's headers hide each backend behind USE_C10D_GLOO / USE_C10D_NCCL.
+#include <torch/version.h>
+
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Work.hpp>
+
+#ifdef NANOGPT_WITH_GLOO
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+
+#ifdef NANOGPT_WITH_NCCL
+#ifndef USE_C10D_NCCL
+#define USE_C10D_NCCL
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
+namespace nanogpt::c10d_compat {
+
+// The common base of ProcessGroupGloo and ProcessGroupNCCL, which own the collectives:
+// ProcessGroup in 1.13; from 2.0 on they are Backends that a ProcessGroup dispatches to.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
+}  // namespace nanogpt::c10d_compat
