@@ -233,17 +233,23 @@ def nanogpt_args(config, iters, nanogpt_dir, out_dir):
     return result
 
 
-def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
+def copy_nanogpt_checkout(nanogpt_dir, data_dir, dataset, workdir):
+    """A scratch copy of the checkout with the dataset under data/<dataset>/; the user's
+    checkout is only read. Returns (copy folder, vocab_size written to meta.pkl or None)."""
     copy_dir = os.path.join(workdir, "nanoGPT")
     shutil.rmtree(copy_dir, ignore_errors=True)
     # Prepared data, checkpoints and git history of the checkout are not needed.
-    shutil.copytree(args.nanogpt_dir, copy_dir,
+    shutil.copytree(nanogpt_dir, copy_dir,
                     ignore=shutil.ignore_patterns(".git", "__pycache__", "*.bin", "*.pt", "out*"))
-    dataset_dir = os.path.join(copy_dir, "data", config["dataset"])
+    dataset_dir = os.path.join(copy_dir, "data", dataset)
     os.makedirs(dataset_dir, exist_ok=True)
     for name in ("train.bin", "val.bin"):
         link_or_copy(os.path.join(data_dir, name), os.path.join(dataset_dir, name))
-    vocab_size = write_nanogpt_meta(data_dir, dataset_dir)
+    return copy_dir, write_nanogpt_meta(data_dir, dataset_dir)
+
+
+def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
+    copy_dir, vocab_size = copy_nanogpt_checkout(args.nanogpt_dir, data_dir, config["dataset"], workdir)
     runner = os.path.join(workdir, "nanogpt_runner.py")
     with open(runner, "w") as f:
         f.write(RUNNER_SOURCE.format(threads=threads))
@@ -252,14 +258,20 @@ def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
     print(f"running Python nanoGPT (vocab_size from meta.pkl: {vocab_size}):")
     log_path = os.path.join(workdir, "nanogpt.log")
     seconds = run_logged(command, copy_dir, log_path, thread_env(threads, args.blas_threads))
-    iters, evals = {}, {}
     with open(log_path) as f:
-        for line in f:
-            if m := ITER_LINE.match(line):
-                iters[int(m.group(1))] = {"loss": float(m.group(2)), "ms": float(m.group(3))}
-            elif m := EVAL_LINE.match(line):
-                evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
+        iters, evals = parse_nanogpt_log(f)
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
+
+
+def parse_nanogpt_log(lines):
+    """nanoGPT's 'iter N: loss X, time Yms' and 'step N: train loss X, val loss Y' lines, by iteration."""
+    iters, evals = {}, {}
+    for line in lines:
+        if m := ITER_LINE.match(line):
+            iters[int(m.group(1))] = {"loss": float(m.group(2)), "ms": float(m.group(3))}
+        elif m := EVAL_LINE.match(line):
+            evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
+    return iters, evals
 
 
 def logged_tokens_per_iter(log_path):
