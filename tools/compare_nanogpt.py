@@ -135,6 +135,20 @@ def prepare_data(binary, input_path, data_dir):
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def dataset_folder(binary, data_dir, input_path, config, workdir):
+    """The folder with train.bin and val.bin both sides read: given, prepared from a text file
+    into workdir, or the config's data_dir (default data/<dataset>)."""
+    if not data_dir and input_path:
+        data_dir = os.path.join(workdir, "data", config["dataset"])
+        prepare_data(binary, input_path, data_dir)
+    elif not data_dir:
+        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
+    for name in ("train.bin", "val.bin"):
+        if not os.path.exists(os.path.join(data_dir, name)):
+            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
+    return data_dir
+
+
 def write_nanogpt_meta(data_dir, dest_dir):
     """nanoGPT reads vocab_size from meta.pkl; build it from the port's meta.json."""
     meta_pkl = os.path.join(data_dir, "meta.pkl")
@@ -319,16 +333,7 @@ def main():
     workdir = args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-")
     os.makedirs(workdir, exist_ok=True)
 
-    if args.data_dir:
-        data_dir = args.data_dir
-    elif args.input:
-        data_dir = os.path.join(workdir, "data", config["dataset"])
-        prepare_data(args.binary, args.input, data_dir)
-    else:
-        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
-    for name in ("train.bin", "val.bin"):
-        if not os.path.exists(os.path.join(data_dir, name)):
-            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
+    data_dir = dataset_folder(args.binary, args.data_dir, args.input, config, workdir)
 
     tokens_per_iter = config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
     print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
