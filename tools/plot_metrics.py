@@ -74,28 +74,43 @@ def read_metrics(path):
 
 
 def draw_loss_curves(ax_train, ax_val, runs):
-    """runs: [(label, {"iters": {iter: {"loss"}}, "evals": {iter: {"val_loss"}}})], one colour each."""
-    colors = [f"C{i % 10}" for i in range(len(runs))]
-    for (label, run), color in zip(runs, colors):
+    """runs: [(label, {"iters": {iter: {"loss"}}, "evals": {iter: {"val_loss"}}})], one colour each;
+    dashes differ too, so that runs with equal losses stay visible on top of each other."""
+    from matplotlib.ticker import MaxNLocator
+    dashes = ["-", "--", ":", "-."]
+    for k, (label, run) in enumerate(runs):
+        style = {"color": f"C{k % 10}", "linestyle": dashes[k % len(dashes)], "linewidth": 1.4, "label": label}
         steps = sorted(run["iters"])
-        ax_train.plot(steps, [run["iters"][i]["loss"] for i in steps], color=color, linewidth=1.2, label=label)
+        ax_train.plot(steps, [run["iters"][i]["loss"] for i in steps], **style)
         steps = sorted(run["evals"])
         if steps:
-            ax_val.plot(steps, [run["evals"][i]["val_loss"] for i in steps], color=color, marker="o",
-                        markersize=4, linewidth=1.2, label=label)
+            ax_val.plot(steps, [run["evals"][i]["val_loss"] for i in steps], marker="o", markersize=4, **style)
     ax_train.set_title("train loss (logged iterations)")
     ax_val.set_title("val loss (evaluations)")
-    from matplotlib.ticker import MaxNLocator
     for ax in (ax_train, ax_val):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("iteration")
         ax.set_ylabel("loss")
         ax.grid(True, alpha=0.3)
+        _keep_readable_limits(ax)
     ax_train.legend(fontsize="small")
     if any(run["evals"] for _, run in runs):
         ax_val.legend(fontsize="small")
     else:
         ax_val.text(0.5, 0.5, "no evaluations", ha="center", va="center", transform=ax_val.transAxes)
+
+
+def _keep_readable_limits(ax):
+    """A single evaluation, or losses equal to 1e-6, would zoom an axis to nothing."""
+    low, high = ax.get_xlim()
+    if high - low < 2:
+        middle = (low + high) / 2
+        ax.set_xlim(middle - 1, middle + 1)
+    low, high = ax.get_ylim()
+    if high - low < 0.02:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - 0.01, middle + 0.01)
 
 
 def import_pyplot():
