@@ -162,7 +162,8 @@ def comparison_json(setup, port_runs, nano_runs, rows):
 def run_measured(command, cwd, log_path, env):
     """Run one side to completion with its output in log_path. The peak resident set is the
     OS's own for this child (wait4), so it belongs to this run only."""
-    print(f"  $ (cd {cwd} && {' '.join(command)})\n  log: {log_path}  load average: {os.getloadavg()[0]:.2f}", flush=True)
+    load_before = os.getloadavg()[0]  # other work on the machine shows in the times; record it
+    print(f"  $ (cd {cwd} && {' '.join(command)})\n  log: {log_path}  load average: {load_before:.2f}", flush=True)
     start = time.monotonic()
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -173,7 +174,8 @@ def run_measured(command, cwd, log_path, env):
         with open(log_path) as f:
             sys.exit(f"error: exit code {process.returncode}:\n{f.read()[-3000:]}")
     rss_unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    return {"command": command, "log": log_path, "wall_s": seconds, "peak_rss_bytes": usage.ru_maxrss * rss_unit}
+    return {"command": command, "log": log_path, "wall_s": seconds, "peak_rss_bytes": usage.ru_maxrss * rss_unit,
+            "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}
 
 
 def check_tokens_per_iter(log_path, expected):
