@@ -192,10 +192,13 @@ def run_port(args, data_dir, run_dir, env, threads):
                 f"--out_dir={out_dir}", f"--data_dir={os.path.abspath(data_dir)}", f"--num_threads={threads}"]
     result = run_measured(command, os.getcwd(), os.path.join(run_dir, "port.log"), env)
     metrics = plot_metrics.read_metrics(os.path.join(out_dir, "metrics.jsonl"))
-    cuda_peaks = [r["cuda_peak_allocated_bytes"] for r in metrics["iters"].values()
-                  if r.get("cuda_peak_allocated_bytes") is not None]
-    # each record holds the peak of its own window: the run's peak is the largest
-    result["cuda_peak_allocated_bytes"] = max(cuda_peaks) if cuda_peaks else None
+    def largest(key):  # each record holds the peak of its own window: the run's peak is the largest
+        values = [r[key] for r in metrics["iters"].values() if r.get(key) is not None]
+        return max(values) if values else None
+    result["cuda_peak_allocated_bytes"] = largest("cuda_peak_allocated_bytes")
+    # the port's own view, for the JSON only: VmHWM sampled at each log line, bytes held by tensors
+    result["logged_peak_rss_bytes"] = largest("peak_rss_bytes")
+    result["logged_peak_tensor_bytes"] = largest("peak_tensor_bytes")
     return result, metrics
 
 
