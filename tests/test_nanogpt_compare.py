@@ -170,6 +170,14 @@ class SummaryAndTableTest(unittest.TestCase):
         self.assertIn("| CUDA max allocated (MiB) | 100.0 | - | - |", table)
         self.assertIn("| ms/iter (no timed iters) | - | 80.0 | - |", table)
 
+    def test_port_peak_is_the_largest_logged_window(self):
+        metrics = {"iters": {0: {"cuda_peak_allocated_bytes": None, "peak_rss_bytes": 9},
+                             1: {"cuda_peak_allocated_bytes": 700, "peak_rss_bytes": 8},
+                             2: {"cuda_peak_allocated_bytes": 500}}, "evals": {}}
+        self.assertEqual(nanogpt_compare.largest_logged(metrics, "cuda_peak_allocated_bytes"), 700)
+        self.assertEqual(nanogpt_compare.largest_logged(metrics, "peak_rss_bytes"), 9)
+        self.assertIsNone(nanogpt_compare.largest_logged(metrics, "peak_tensor_bytes"))
+
     def test_json_holds_setup_runs_and_table(self):
         port, nano = self.sample_runs(1)
         rows = nanogpt_compare.build_table(port, nano, n_iters=30, warmup=5, cuda=False)

@@ -192,14 +192,17 @@ def run_port(args, data_dir, run_dir, env, threads):
                 f"--out_dir={out_dir}", f"--data_dir={os.path.abspath(data_dir)}", f"--num_threads={threads}"]
     result = run_measured(command, os.getcwd(), os.path.join(run_dir, "port.log"), env)
     metrics = plot_metrics.read_metrics(os.path.join(out_dir, "metrics.jsonl"))
-    def largest(key):  # each record holds the peak of its own window: the run's peak is the largest
-        values = [r[key] for r in metrics["iters"].values() if r.get(key) is not None]
-        return max(values) if values else None
-    result["cuda_peak_allocated_bytes"] = largest("cuda_peak_allocated_bytes")
+    result["cuda_peak_allocated_bytes"] = largest_logged(metrics, "cuda_peak_allocated_bytes")
     # the port's own view, for the JSON only: VmHWM sampled at each log line, bytes held by tensors
-    result["logged_peak_rss_bytes"] = largest("peak_rss_bytes")
-    result["logged_peak_tensor_bytes"] = largest("peak_tensor_bytes")
+    result["logged_peak_rss_bytes"] = largest_logged(metrics, "peak_rss_bytes")
+    result["logged_peak_tensor_bytes"] = largest_logged(metrics, "peak_tensor_bytes")
     return result, metrics
+
+
+def largest_logged(metrics, key):
+    """A peak field of the port's iter records; each holds the peak of its own log window."""
+    values = [r[key] for r in metrics["iters"].values() if r.get(key) is not None]
+    return max(values) if values else None
 
 
 def run_nanogpt(args, config, copy_dir, run_dir, env, threads):
