@@ -270,6 +270,7 @@ class WholeRunTest(unittest.TestCase):
             self.assertEqual((nano["first_loss"], nano["last_loss"]), (4.0, 3.93))
             self.assertGreater(nano["peak_rss_bytes"], 64 << 20)
             self.assertGreater(port["peak_rss_bytes"], 10 << 20)
+            self.assertEqual(port["peak_rss_bytes"], max(port["exit_peak_rss_bytes"], port["logged_peak_rss_bytes"]))
             self.assertEqual(port["timed_iters"], 3)
             self.assertTrue(math.isfinite(port["median_ms"]) and port["median_ms"] > 0)
             self.assertTrue(3.0 < port["first_loss"] < 3.3, port["first_loss"])  # about ln(vocab 23)

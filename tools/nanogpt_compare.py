@@ -12,8 +12,8 @@ memory, both loss curves). Every figure comes from the two runs:
 - ms/iter: the median of the iterations each side logs, leaving out the first --warmup
   (default: 5 or a tenth of the iterations, whichever is more) and every iteration that ran an
   evaluation; tokens/s = gradient_accumulation_steps * batch_size * block_size / that median.
-- peak memory: the peak resident set of each process as the OS counts it (wait4 on the
-  child); on CUDA also the caching allocator's peak allocated bytes: nanoGPT's
+- peak memory: the peak resident set of each process as the kernel counts it (wait4 on the
+  child; for the port also the VmHWM it logs per window, see run_port); on CUDA also the caching allocator's peak allocated bytes: nanoGPT's
   torch.cuda.max_memory_allocated (tools/nanogpt_runner.py prints it at exit), the port's
   largest cuda_peak_allocated_bytes in metrics.jsonl.
 
@@ -193,9 +193,13 @@ def run_port(args, data_dir, run_dir, env, threads):
     result = run_measured(command, os.getcwd(), os.path.join(run_dir, "port.log"), env)
     metrics = plot_metrics.read_metrics(os.path.join(out_dir, "metrics.jsonl"))
     result["cuda_peak_allocated_bytes"] = largest_logged(metrics, "cuda_peak_allocated_bytes")
-    # the port's own view, for the JSON only: VmHWM sampled at each log line, bytes held by tensors
+    result["logged_peak_tensor_bytes"] = largest_logged(metrics, "peak_tensor_bytes")  # JSON only
+    # The port resets the kernel's high-water mark (VmHWM) after each log line to report per-window
+    # peaks, so at exit the kernel only knows the last window's. Its logged VmHWM of every window
+    # (with log_interval=1: every iteration) holds the rest; the run's peak is the larger.
     result["logged_peak_rss_bytes"] = largest_logged(metrics, "peak_rss_bytes")
-    result["logged_peak_tensor_bytes"] = largest_logged(metrics, "peak_tensor_bytes")
+    result["exit_peak_rss_bytes"] = result["peak_rss_bytes"]
+    result["peak_rss_bytes"] = max(result["peak_rss_bytes"], result["logged_peak_rss_bytes"] or 0)
     return result, metrics
 
 
