@@ -136,6 +136,20 @@ def prepare_data(binary, input_path, data_dir):
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def dataset_folder(binary, data_dir, input_path, config, workdir):
+    """The folder with train.bin and val.bin both sides read: given, prepared from a text file
+    into workdir, or the config's data_dir (default data/<dataset>)."""
+    if not data_dir and input_path:
+        data_dir = os.path.join(workdir, "data", config["dataset"])
+        prepare_data(binary, input_path, data_dir)
+    elif not data_dir:
+        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
+    for name in ("train.bin", "val.bin"):
+        if not os.path.exists(os.path.join(data_dir, name)):
+            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
+    return data_dir
+
+
 def write_nanogpt_meta(data_dir, dest_dir):
     """nanoGPT reads vocab_size from meta.pkl; build it from the port's meta.json."""
     meta_pkl = os.path.join(data_dir, "meta.pkl")
@@ -234,17 +248,23 @@ def nanogpt_args(config, iters, nanogpt_dir, out_dir):
     return result
 
 
-def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
+def copy_nanogpt_checkout(nanogpt_dir, data_dir, dataset, workdir):
+    """A scratch copy of the checkout with the dataset under data/<dataset>/; the user's
+    checkout is only read. Returns (copy folder, vocab_size written to meta.pkl or None)."""
     copy_dir = os.path.join(workdir, "nanoGPT")
     shutil.rmtree(copy_dir, ignore_errors=True)
     # Prepared data, checkpoints and git history of the checkout are not needed.
-    shutil.copytree(args.nanogpt_dir, copy_dir,
+    shutil.copytree(nanogpt_dir, copy_dir,
                     ignore=shutil.ignore_patterns(".git", "__pycache__", "*.bin", "*.pt", "out*"))
-    dataset_dir = os.path.join(copy_dir, "data", config["dataset"])
+    dataset_dir = os.path.join(copy_dir, "data", dataset)
     os.makedirs(dataset_dir, exist_ok=True)
     for name in ("train.bin", "val.bin"):
         link_or_copy(os.path.join(data_dir, name), os.path.join(dataset_dir, name))
-    vocab_size = write_nanogpt_meta(data_dir, dataset_dir)
+    return copy_dir, write_nanogpt_meta(data_dir, dataset_dir)
+
+
+def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
+    copy_dir, vocab_size = copy_nanogpt_checkout(args.nanogpt_dir, data_dir, config["dataset"], workdir)
     runner = os.path.join(workdir, "nanogpt_runner.py")
     with open(runner, "w") as f:
         f.write(RUNNER_SOURCE.format(threads=threads))
@@ -253,14 +273,20 @@ def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
     print(f"running Python nanoGPT (vocab_size from meta.pkl: {vocab_size}):")
     log_path = os.path.join(workdir, "nanogpt.log")
     seconds = run_logged(command, copy_dir, log_path, thread_env(threads, args.blas_threads))
-    iters, evals = {}, {}
     with open(log_path) as f:
-        for line in f:
-            if m := ITER_LINE.match(line):
-                iters[int(m.group(1))] = {"loss": float(m.group(2)), "ms": float(m.group(3))}
-            elif m := EVAL_LINE.match(line):
-                evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
+        iters, evals = parse_nanogpt_log(f)
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
+
+
+def parse_nanogpt_log(lines):
+    """nanoGPT's 'iter N: loss X, time Yms' and 'step N: train loss X, val loss Y' lines, by iteration."""
+    iters, evals = {}, {}
+    for line in lines:
+        if m := ITER_LINE.match(line):
+            iters[int(m.group(1))] = {"loss": float(m.group(2)), "ms": float(m.group(3))}
+        elif m := EVAL_LINE.match(line):
+            evals[int(m.group(1))] = {"train_loss": float(m.group(2)), "val_loss": float(m.group(3))}
+    return iters, evals
 
 
 def logged_tokens_per_iter(log_path):
@@ -308,16 +334,7 @@ def main():
     workdir = args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-")
     os.makedirs(workdir, exist_ok=True)
 
-    if args.data_dir:
-        data_dir = args.data_dir
-    elif args.input:
-        data_dir = os.path.join(workdir, "data", config["dataset"])
-        prepare_data(args.binary, args.input, data_dir)
-    else:
-        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
-    for name in ("train.bin", "val.bin"):
-        if not os.path.exists(os.path.join(data_dir, name)):
-            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
+    data_dir = dataset_folder(args.binary, args.data_dir, args.input, config, workdir)
 
     tokens_per_iter = config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
     print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
