@@ -32,7 +32,7 @@ import time
 # this port's own keys: nanoGPT has no counterpart (the memory savers leave the result unchanged)
 PORT_ONLY_KEYS = {"data_dir", "seed", "num_threads", "mfu_peak_flops", "activation_checkpointing",
                   "checkpoint_every", "loss_chunk_size", "memory_budget", "memory_limit", "auto_fit",
-                  "bucket_cap_mb", "ddp_timeout_s"}
+                  "bucket_cap_mb", "ddp_timeout_s", "pretrained_dir"}
 # Iterations at the start that are not timed (nanoGPT also lets the loop "settle" for 5).
 WARMUP_ITERS = 5
 NANOGPT_SEED = 1337
@@ -80,6 +80,9 @@ def parse_args():
     parser.add_argument("--dtype", help="forwarded to both sides as the dtype key")
     parser.add_argument("--workdir", help="where runs, logs and the nanoGPT copy go (default: a new temp folder)")
     parser.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    parser.add_argument("--resume-from", metavar="CKPT",
+                        help="a ckpt.pt (nanoGPT's or this port's): both sides resume from a copy of it "
+                             "(init_from=resume) and run --iters iterations from its iter_num")
     parser.add_argument("--max-loss-diff", type=float,
                         help="exit 1 if any iteration's |port loss - nanoGPT loss| exceeds this")
     args = parser.parse_args()
@@ -203,12 +206,28 @@ def thread_env(threads, blas_threads):
     return env
 
 
+def checkpoint_iter_num(path):
+    """iter_num of a ckpt.pt, read with torch (this tool runs under the Python that has it)."""
+    import torch
+    return int(torch.load(path, map_location="cpu")["iter_num"])
+
+
+def fresh_out_dir(out_dir, resume_from):
+    """An empty out_dir, holding a copy of the checkpoint to resume from when there is one."""
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    if resume_from:
+        shutil.copyfile(resume_from, os.path.join(out_dir, "ckpt.pt"))
+
+
 def run_port(args, config, overrides, data_dir, workdir, threads):
     out_dir = os.path.join(workdir, "port-out")
-    shutil.rmtree(out_dir, ignore_errors=True)
+    fresh_out_dir(out_dir, args.resume_from)
     command = [os.path.abspath(args.binary), "train", os.path.abspath(args.config)]
     command += [f"--{k}={v}" for k, v in overrides]
-    command += [f"--max_iters={args.iters - 1}", "--log_interval=1", "--wandb_log=false",
+    if args.resume_from:
+        command.append("--init_from=resume")
+    command += [f"--max_iters={args.start_iter + args.iters - 1}", "--log_interval=1", "--wandb_log=false",
                 f"--out_dir={out_dir}", f"--data_dir={os.path.abspath(data_dir)}", f"--num_threads={threads}"]
     print("running this port:")
     seconds = run_logged(command, os.getcwd(), os.path.join(workdir, "port.log"), thread_env(threads, args.blas_threads))
@@ -223,11 +242,13 @@ def run_port(args, config, overrides, data_dir, workdir, threads):
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
 
 
-def nanogpt_args(config, iters, nanogpt_dir, out_dir):
+def nanogpt_args(config, iters, nanogpt_dir, out_dir, start_iter=0, resume=False):
     """Every key nanoGPT knows, as --key=value in its configurator's syntax."""
     types = nanogpt_default_types(os.path.join(nanogpt_dir, "train.py"))
-    forced = {"max_iters": iters - 1, "log_interval": 1, "out_dir": out_dir,
+    forced = {"max_iters": start_iter + iters - 1, "log_interval": 1, "out_dir": out_dir,
               "compile": False, "wandb_log": False}
+    if resume:
+        forced["init_from"] = "resume"
     values = dict(config)
     values.update(forced)
     result = []
@@ -268,7 +289,7 @@ def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
     runner = os.path.join(workdir, "nanogpt_runner.py")
     with open(runner, "w") as f:
         f.write(RUNNER_SOURCE.format(threads=threads))
-    shutil.rmtree(os.path.join(workdir, "nanogpt-out"), ignore_errors=True)
+    fresh_out_dir(os.path.join(workdir, "nanogpt-out"), args.resume_from)
     command = [args.python, "-u", runner] + train_args
     print(f"running Python nanoGPT (vocab_size from meta.pkl: {vocab_size}):")
     log_path = os.path.join(workdir, "nanogpt.log")
@@ -326,7 +347,9 @@ def main():
         overrides.append(("dtype", args.dtype))
     config = resolved_config(args.binary, args.config, overrides)
     if config["init_from"] != "scratch":
-        sys.exit(f"error: init_from is '{config['init_from']}'; the comparison needs 'scratch'")
+        sys.exit(f"error: init_from is '{config['init_from']}'; the comparison starts from scratch, "
+                 "or from a checkpoint with --resume-from")
+    args.start_iter = checkpoint_iter_num(args.resume_from) if args.resume_from else 0
     if config["seed"] != NANOGPT_SEED:
         print(f"warning: seed is {config['seed']} but nanoGPT always seeds {NANOGPT_SEED}; losses will differ")
     threads = args.threads or (config["num_threads"] if config["num_threads"] > 0 else os.cpu_count())
@@ -340,14 +363,15 @@ def main():
     print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
     print(f"model: n_layer={config['n_layer']} n_head={config['n_head']} n_embd={config['n_embd']} "
           f"block_size={config['block_size']} dropout={config['dropout']} dtype={config['dtype']} device={config['device']}")
-    print(f"iterations: {args.iters} (0..{args.iters - 1}), tokens/iter: {tokens_per_iter:,}, threads: {threads} "
+    print(f"iterations: {args.iters} ({args.start_iter}..{args.start_iter + args.iters - 1})"
+          f"{', resumed from ' + args.resume_from if args.resume_from else ''}, tokens/iter: {tokens_per_iter:,}, threads: {threads} "
           f"(OpenBLAS {args.blas_threads}), "
           f"eval every {config['eval_interval']} iters x {config['eval_iters']} batches")
     print(f"data: {data_dir}\nworkdir: {workdir}\n")
 
     # Built before any training, so that a config nanoGPT cannot take fails at once.
-    nano_args = nanogpt_args(config, args.iters, args.nanogpt_dir, os.path.join(workdir, "nanogpt-out")) \
-        if args.nanogpt_dir else None
+    nano_args = nanogpt_args(config, args.iters, args.nanogpt_dir, os.path.join(workdir, "nanogpt-out"),
+                             args.start_iter, bool(args.resume_from)) if args.nanogpt_dir else None
     port = run_port(args, config, overrides, data_dir, workdir, threads)
     nano = run_nanogpt(args, config, data_dir, workdir, threads, nano_args) if args.nanogpt_dir else None
     logs = [("port", "port.log")] + ([("nanoGPT", "nanogpt.log")] if nano else [])
@@ -360,7 +384,7 @@ def main():
     rows = []
     print()
     print(f"{'iter':>5}  {'port loss':>12}  {'nanoGPT loss':>12}  {'abs diff':>10}")
-    for it in range(args.iters):
+    for it in range(args.start_iter, args.start_iter + args.iters):
         port_loss = port["iters"].get(it, {}).get("loss")
         nano_loss = nano["iters"].get(it, {}).get("loss") if nano else None
         diff = abs(port_loss - nano_loss) if port_loss is not None and nano_loss is not None else None

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Loss parity with Python nanoGPT, the short version of docs/comparing-with-nanogpt.md: 10
+# iterations of the CPU recipe (fp32, dropout 0) from scratch, then 10 more resumed on both
+# sides from the checkpoint that Python nanoGPT wrote; every loss within 1e-4.
+# Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and Debian's python3-torch; skips (77) otherwise.
+# Usage: tests/nanogpt_parity.sh path/to/nanogpt
+set -euo pipefail
+nanogpt=$(realpath "$1")
+root=$(cd "$(dirname "$0")/.." && pwd)
+[ -f "${NANOGPT_DIR:-}/train.py" ] || { echo "skipped: set NANOGPT_DIR to a karpathy/nanoGPT checkout"; exit 77; }
+/usr/bin/python3 -c "import torch" 2> /dev/null || { echo "skipped: /usr/bin/python3 has no torch"; exit 77; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+input=${NANOGPT_SHARED_DATA:-}/tinyshakespeare/input.txt
+if [ ! -f "$input" ]; then
+  input=$work/input.txt
+  for i in $(seq 400); do echo "line $i: the quick brown fox jumps over the lazy dog; First Citizen speaks."; done > "$input"
+fi
+common=(--nanogpt-dir "$NANOGPT_DIR" --binary "$nanogpt" --config "$root/configs/train_shakespeare_char_cpu.yaml"
+        --threads 1 --iters 10 --max-loss-diff 1e-4 --set eval_interval=5 --set eval_iters=2
+        --set always_save_checkpoint=true)
+cd "$work"
+# tiktoken is imported by nanoGPT's sample.py only, not by train.py; nothing to stub here
+/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --input "$input" --workdir scratch > scratch.log \
+  || { tail -30 scratch.log; exit 1; }
+grep "max abs loss diff" scratch.log
+[ -f scratch/nanogpt-out/ckpt.pt ] || { echo "nanoGPT wrote no checkpoint"; exit 1; }
+/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
+  --resume-from scratch/nanogpt-out/ckpt.pt --workdir resumed > resumed.log || { tail -30 resumed.log; exit 1; }
+grep "max abs loss diff" resumed.log
