@@ -354,7 +354,7 @@ def main():
         print(f"warning: seed is {config['seed']} but nanoGPT always seeds {NANOGPT_SEED}; losses will differ")
     threads = args.threads or (config["num_threads"] if config["num_threads"] > 0 else os.cpu_count())
     args.blas_threads = args.blas_threads or threads
-    workdir = args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-")
+    workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-"))
     os.makedirs(workdir, exist_ok=True)
 
     data_dir = dataset_folder(args.binary, args.data_dir, args.input, config, workdir)
