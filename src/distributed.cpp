@@ -451,7 +451,8 @@ struct DistributedDataParallel::Impl {
   }
 
   void finish_sync() {
-    if (!syncing) begin_sync();  // a backward pass that reached no parameter
+    if (buckets.empty()) return;  // nothing to train
+    if (!syncing) begin_sync();   // a backward pass that reached no parameter
     syncing = false;
     at::NoGradGuard no_grad;
     // parameters that the forward pass did not use: their accumulated gradient, or zeros
