@@ -292,15 +292,6 @@ CheckpointInfo info_from(TorchFile& file) {
   return info;
 }
 
-TorchFile open_checkpoint(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) throw CheckpointError(fmt::format("checkpoint '{}' does not exist", path));
-  try {
-    return TorchFile(path);
-  } catch (const PickleError& e) {
-    throw CheckpointError(fmt::format("checkpoint '{}' cannot be read: {}", path, e.what()));
-  }
-}
-
 // Reading errors deep in the pickle (a tensor past its storage, a missing record) carry the
 // path already; they become CheckpointErrors for the callers.
 template <typename F>
@@ -310,6 +301,11 @@ auto reading(const std::string& path, F&& read) {
   } catch (const PickleError& e) {
     throw CheckpointError(fmt::format("checkpoint '{}' cannot be read: {}", path, e.what()));
   }
+}
+
+TorchFile open_checkpoint(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw CheckpointError(fmt::format("checkpoint '{}' does not exist", path));
+  return reading(path, [&] { return TorchFile(path); });
 }
 
 }  // namespace

@@ -26,7 +26,7 @@ class PickleMachine {
   ~PickleMachine() {
     // after an error the partial structures may hold cycles or deep chains: take them apart
     if (!validated_) {
-      for (PickleValue* v : containers_) v->items.clear(), v->entries.clear();
+      for (const PickleRef& v : containers_) v->items.clear(), v->entries.clear();
     }
   }
 
@@ -227,7 +227,7 @@ class PickleMachine {
     return v;
   }
   void push(PickleRef v) {
-    if (is_container(*v) && registered_.insert(v.get()).second) containers_.push_back(v.get()), owned_.push_back(v);
+    if (is_container(*v) && registered_.insert(v.get()).second) containers_.push_back(v);
     stack_.push_back(std::move(v));
   }
   PickleRef top(size_t at) const {
@@ -308,8 +308,8 @@ class PickleMachine {
       path.push_back({next, 0});
     }
     // containers the result does not hold (only the memo did) may form cycles: empty them
-    for (PickleValue* v : containers_) {
-      if (marks.count(v) == 0) v->items.clear(), v->entries.clear();
+    for (const PickleRef& v : containers_) {
+      if (marks.count(v.get()) == 0) v->items.clear(), v->entries.clear();
     }
     validated_ = true;
   }
@@ -322,8 +322,7 @@ class PickleMachine {
   const std::string& data_;
   std::string origin_;
   PickleExtensions* extensions_;
-  std::vector<PickleValue*> containers_;           // every container built, to take apart
-  std::vector<PickleRef> owned_;                   // keeps them alive until then
+  std::vector<PickleRef> containers_;  // every container built, kept alive to be taken apart
   std::unordered_set<const PickleValue*> registered_;
   bool validated_ = false;
   size_t pos_ = 0;

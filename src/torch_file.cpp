@@ -2,10 +2,8 @@
 
 #include <caffe2/serialize/inline_container.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
+
 
 #include <fmt/format.h>
 
@@ -113,10 +111,7 @@ PickleRef TorchFileWriter::tensor(const at::Tensor& tensor) {
 
 void TorchFileWriter::save(const std::string& path, const PickleValue& root) {
   const std::string pickle = write_pickle(root);
-  const std::string tmp_path = path + ".tmp";
-  {
-    std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create '{}': {}", tmp_path, std::strerror(errno)));
+  write_file_atomically(path, [&](std::ostream& out) {
     try {
       caffe2::serialize::PyTorchStreamWriter writer([&out](const void* data, size_t size) -> size_t {
         out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
@@ -127,18 +122,10 @@ void TorchFileWriter::save(const std::string& path, const PickleValue& root) {
         writer.writeRecord("data/" + storage.key, storage.bytes.data_ptr(), storage.bytes.nbytes());
       }
       writer.writeEndOfFile();
-      out.flush();
-    } catch (const c10::Error& e) {
-      out.setstate(std::ios::badbit);
+    } catch (const c10::Error&) {
+      out.setstate(std::ios::badbit);  // reported, and the temporary file removed, by the caller
     }
-    if (!out) {
-      out.close();
-      std::error_code ec;
-      std::filesystem::remove(tmp_path, ec);
-      throw IoError(fmt::format("cannot write '{}' (disk full?)", path));
-    }
-  }
-  commit_file(tmp_path, path);
+  });
 }
 
 }  // namespace nanogpt

@@ -14,6 +14,7 @@
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/pretrained.h"
+#include "nanogpt/training_step.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
 #include "nanogpt/distributed.h"
@@ -73,10 +74,6 @@ TokenFile open_split(const TrainConfig& c, const std::string& name, int64_t voca
   return file;
 }
 
-at::ScalarType autocast_dtype(const std::string& dtype) {
-  return dtype == "float16" ? at::kHalf : at::kBFloat16;
-}
-
 nlohmann::json peaks_json(const MemoryPeaks& peaks) {
   auto value = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
   return {{"peak_tensor_bytes", value(peaks.cpu_tensor_bytes)},
@@ -130,17 +127,16 @@ using Print = std::function<void(const std::string&)>;
 
 // The model's shape: the config's, or the checkpoint's when resuming (dropout may change).
 GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>& meta_vocab,
-                         const CheckpointInfo& resumed, const Print& print) {
+                         const CheckpointInfo& resumed, const std::string& pretrained_dir, const Print& print) {
   GPTConfig args{config.block_size, 0, config.n_layer, config.n_head, config.n_embd, config.dropout, config.bias};
   if (config.init_from == "scratch") {
     print("Initializing a new model from scratch");
     if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
     args.vocab_size = meta_vocab.value_or(50304);
   } else if (is_pretrained_gpt2(config.init_from)) {
-    const std::string dir = find_pretrained_dir(config.init_from, config.pretrained_dir);
-    print(fmt::format("Initializing from OpenAI GPT-2 weights: {} ({})", config.init_from, dir));
+    print(fmt::format("Initializing from OpenAI GPT-2 weights: {} ({})", config.init_from, pretrained_dir));
     std::string note;
-    args = read_pretrained_config(dir, config.init_from, config.dropout, &note);
+    args = read_pretrained_config(pretrained_dir, config.init_from, config.dropout, &note);
     if (!note.empty()) print(note);
   } else {
     print(fmt::format("Resuming training from {}", config.out_dir));
@@ -226,7 +222,9 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   const std::string ckpt_path = (fs::path(config.out_dir) / "ckpt.pt").string();
   CheckpointInfo resumed;
   if (config.init_from == "resume") resumed = read_checkpoint_info(ckpt_path);
-  GPTConfig model_args = model_args_for(config, meta_vocab, resumed, print);
+  const std::string pretrained_dir =
+      is_pretrained_gpt2(config.init_from) ? find_pretrained_dir(config.init_from, config.pretrained_dir) : "";
+  GPTConfig model_args = model_args_for(config, meta_vocab, resumed, pretrained_dir, print);
 
   // poor man's data loader: memory-mapped token files, random windows (ids checked against the model's vocabulary)
   const TokenFile train_data = open_split(config, "train", model_args.vocab_size);
@@ -253,9 +251,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   }
   GPT model(model_args);
   print(fmt::format("number of parameters: {:.2f}M", model->get_num_params() / 1e6));
-  if (is_pretrained_gpt2(config.init_from)) {
-    load_pretrained_weights(find_pretrained_dir(config.init_from, config.pretrained_dir), model);
-  }
+  if (!pretrained_dir.empty()) load_pretrained_weights(pretrained_dir, model);
   if (config.block_size < model->config.block_size) {
     model->crop_block_size(config.block_size);
     model_args.block_size = config.block_size;
@@ -264,8 +260,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
   // weights and optimizer state stay fp32; the forward runs under autocast
-  const std::optional<AutocastState> autocast =
-      config.dtype == "float32" ? std::nullopt : std::optional<AutocastState>(AutocastState{true, autocast_dtype(config.dtype)});
+  const std::optional<AutocastState> autocast = autocast_for(config.dtype);
   auto forward_loss = [&](const at::Tensor& x, const at::Tensor& y) {
     std::optional<AutocastGuard> guard;
     if (autocast) guard.emplace(device.type(), *autocast);

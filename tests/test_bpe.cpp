@@ -15,21 +15,17 @@
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
+using nanogpt::testing::error_of;
+using nanogpt::testing::gpt2_vocab_dir;
 
 namespace {
 
-// $NANOGPT_SHARED_DATA/gpt2, where encoder.json and vocab.bpe are; empty when absent.
-std::string vocab_dir() {
-  const std::string shared = nanogpt::testing::shared_data_dir();
-  if (shared.empty() || !std::filesystem::exists(shared + "/gpt2/encoder.json")) return {};
-  return shared + "/gpt2";
-}
 
 // The vocabulary, loaded once for the whole suite.
 class BpeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!vocab_dir().empty() && !bpe_) bpe_ = std::make_unique<Gpt2Bpe>(Gpt2Bpe::load(vocab_dir()));
+    if (!gpt2_vocab_dir().empty() && !bpe_) bpe_ = std::make_unique<Gpt2Bpe>(Gpt2Bpe::load(gpt2_vocab_dir()));
   }
   void SetUp() override {
     if (!bpe_) GTEST_SKIP() << "NANOGPT_SHARED_DATA/gpt2 (encoder.json, vocab.bpe) is not available";
@@ -88,14 +84,6 @@ std::vector<uint32_t> reference_merge(const Gpt2Bpe& bpe, std::string_view piece
   return ids;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 }  // namespace
 
@@ -228,8 +216,8 @@ TEST_F(BpeTest, PdBooksTokenCountsMatchTiktoken) {
 }
 
 TEST_F(BpeTest, MalformedVocabularyFilesAreNamed) {
-  const std::string encoder = read_file(vocab_dir() + "/encoder.json");
-  const std::string merges = read_file(vocab_dir() + "/vocab.bpe");
+  const std::string encoder = read_file(gpt2_vocab_dir() + "/encoder.json");
+  const std::string merges = read_file(gpt2_vocab_dir() + "/vocab.bpe");
   const auto load_error = [](const std::string& e, const std::string& m) {
     return error_of([&] { Gpt2Bpe(e, m, "x/encoder.json", "x/vocab.bpe"); });
   };
@@ -250,7 +238,7 @@ TEST_F(BpeTest, MalformedVocabularyFilesAreNamed) {
 TEST_F(BpeTest, VocabDirIsFoundFromOptionEnvironmentOrCache) {
   TempDir empty;
   EXPECT_NE(error_of([&] { find_gpt2_vocab_dir(empty.path().string()); }).find("has no encoder.json"), std::string::npos);
-  EXPECT_EQ(find_gpt2_vocab_dir(vocab_dir()), vocab_dir());
+  EXPECT_EQ(find_gpt2_vocab_dir(gpt2_vocab_dir()), gpt2_vocab_dir());
   // the cache is filled by a download: here from a file:// address (curl reads those)
   if (std::system("command -v curl >/dev/null 2>&1") != 0) GTEST_SKIP() << "curl is not installed";
   TempDir cache;
@@ -262,12 +250,12 @@ TEST_F(BpeTest, VocabDirIsFoundFromOptionEnvironmentOrCache) {
     EXPECT_NE(error.find("downloading them from http://127.0.0.1:9 failed"), std::string::npos) << error;
     EXPECT_NE(error.find("Pass --vocab-dir DIR or set NANOGPT_GPT2_VOCAB_DIR"), std::string::npos) << error;
   }
-  const nanogpt::testing::ScopedEnv url("NANOGPT_GPT2_VOCAB_URL", "file://" + vocab_dir());
+  const nanogpt::testing::ScopedEnv url("NANOGPT_GPT2_VOCAB_URL", "file://" + gpt2_vocab_dir());
   const std::string cached = (cache.path() / "nanogpt-cpp" / "gpt2").string();
   EXPECT_EQ(find_gpt2_vocab_dir(""), cached);
-  EXPECT_EQ(read_file(cached + "/vocab.bpe"), read_file(vocab_dir() + "/vocab.bpe"));
-  const nanogpt::testing::ScopedEnv env_dir("NANOGPT_GPT2_VOCAB_DIR", vocab_dir());
-  EXPECT_EQ(find_gpt2_vocab_dir(""), vocab_dir());
+  EXPECT_EQ(read_file(cached + "/vocab.bpe"), read_file(gpt2_vocab_dir() + "/vocab.bpe"));
+  const nanogpt::testing::ScopedEnv env_dir("NANOGPT_GPT2_VOCAB_DIR", gpt2_vocab_dir());
+  EXPECT_EQ(find_gpt2_vocab_dir(""), gpt2_vocab_dir());
 }
 
 TEST(TokenIds, TextAndUint16RoundTrip) {

@@ -15,6 +15,7 @@
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
+using nanogpt::testing::error_of;
 
 namespace {
 
@@ -27,14 +28,6 @@ void write_zip(const std::string& path, const std::string& pickle,
   writer.writeEndOfFile();
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 PickleRef storage_tensor(const std::string& key, int64_t numel, int64_t offset, std::vector<int64_t> sizes) {
   PickleRef pid = pickle_tuple({pickle_string("storage"), pickle_global("torch.FloatStorage"), pickle_string(key),

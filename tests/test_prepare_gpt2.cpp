@@ -11,14 +11,11 @@
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
+using nanogpt::testing::error_of;
+using nanogpt::testing::gpt2_vocab_dir;
 
 namespace {
 
-std::string vocab_dir() {
-  const std::string shared = nanogpt::testing::shared_data_dir();
-  if (shared.empty() || !std::filesystem::exists(shared + "/gpt2/encoder.json")) return {};
-  return shared + "/gpt2";
-}
 
 std::string sha256_of(const std::string& path) {
   FILE* pipe = ::popen(("sha256sum '" + path + "'").c_str(), "r");
@@ -32,25 +29,17 @@ std::vector<uint32_t> read_tokens(const std::string& path) {
   return parse_token_ids(read_file(path), TokenIdFormat::kUint16, path);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "no error";
-}
 
 class PrepareGpt2 : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (vocab_dir().empty()) GTEST_SKIP() << "NANOGPT_SHARED_DATA/gpt2 (encoder.json, vocab.bpe) is not available";
+    if (gpt2_vocab_dir().empty()) GTEST_SKIP() << "NANOGPT_SHARED_DATA/gpt2 (encoder.json, vocab.bpe) is not available";
   }
   Gpt2PrepareOptions options_for(std::vector<std::string> inputs) const {
     Gpt2PrepareOptions options;
     options.inputs = std::move(inputs);
     options.out_dir = dir_ / "ds";
-    options.vocab_dir = vocab_dir();
+    options.vocab_dir = gpt2_vocab_dir();
     return options;
   }
   TempDir dir_;
@@ -77,7 +66,7 @@ TEST_F(PrepareGpt2, OneTextSplitsOnCharactersNotBytes) {
   Gpt2PrepareOptions options = options_for({dir_ / "in.txt"});
   options.val_fraction = 0.3;  // train: int(7 * 0.7) = 4 characters, "é\nèê"
   prepare_gpt2_dataset(options);
-  const Gpt2Bpe bpe = Gpt2Bpe::load(vocab_dir());
+  const Gpt2Bpe bpe = Gpt2Bpe::load(gpt2_vocab_dir());
   EXPECT_EQ(bpe.decode(read_tokens(dir_ / "ds/train.bin")), "é\nèê");
   EXPECT_EQ(bpe.decode(read_tokens(dir_ / "ds/val.bin")), "ëab");
 }
@@ -100,7 +89,7 @@ TEST_F(PrepareGpt2, PdBooksDocumentsEndWithEndOfTextAndSplitBySeed) {
   EXPECT_EQ(std::count(train.begin(), train.end(), Gpt2Bpe::kEndOfText), 6);
   ASSERT_EQ(val.back(), Gpt2Bpe::kEndOfText);
   // the seed picks the val document; it is one whole book
-  const Gpt2Bpe bpe = Gpt2Bpe::load(vocab_dir());
+  const Gpt2Bpe bpe = Gpt2Bpe::load(gpt2_vocab_dir());
   const std::string val_text = bpe.decode(std::vector<uint32_t>(val.begin(), val.end() - 1));
   EXPECT_EQ(val_text, read_file(books + "austen_persuasion.txt"));
   // the same files on one thread and another seed
@@ -122,7 +111,7 @@ TEST_F(PrepareGpt2, SeparatorSplitsFilesIntoDocuments) {
   const PreparedGpt2Dataset result = prepare_gpt2_dataset(options);
   EXPECT_EQ(result.documents, 4);
   EXPECT_EQ(result.val_documents, 2);
-  const Gpt2Bpe bpe = Gpt2Bpe::load(vocab_dir());
+  const Gpt2Bpe bpe = Gpt2Bpe::load(gpt2_vocab_dir());
   const std::string all = bpe.decode(read_tokens(dir_ / "ds/train.bin")) + "|" + bpe.decode(read_tokens(dir_ / "ds/val.bin"));
   for (const std::string document : {"one\nline<|endoftext|>", "two<|endoftext|>", "three<|endoftext|>", "four===\n<|endoftext|>"}) {
     EXPECT_NE(all.find(document), std::string::npos) << document << " in " << all;

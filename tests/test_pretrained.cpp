@@ -16,6 +16,7 @@
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
+using nanogpt::testing::error_of;
 
 namespace {
 
@@ -49,14 +50,6 @@ std::vector<std::pair<std::string, at::Tensor>> hub_tensors(GPT& model) {
   return out;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,23 @@ class ScopedEnv {
   std::string name_;
   std::optional<std::string> old_;
 };
+
+// $NANOGPT_SHARED_DATA/gpt2, where GPT-2's encoder.json and vocab.bpe are; empty when absent.
+inline std::string gpt2_vocab_dir() {
+  const std::string shared = shared_data_dir();
+  if (shared.empty() || !std::filesystem::exists(shared + "/gpt2/encoder.json")) return {};
+  return shared + "/gpt2";
+}
+
+// The message of the exception `f` throws; "no error" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 inline void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
