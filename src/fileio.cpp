@@ -28,6 +28,13 @@ void commit_file(const std::string& tmp_path, const std::string& path) {
     std::filesystem::remove(tmp_path, ec);
     throw IoError(fmt::format("cannot move '{}' into place: {}", path, ec.message()));
   }
+  // the rename itself survives a power loss only once the folder is synced too
+  const std::filesystem::path folder = std::filesystem::path(path).parent_path();
+  const int folder_fd = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY);
+  if (folder_fd >= 0) {
+    ::fsync(folder_fd);
+    ::close(folder_fd);
+  }
 }
 
 void write_file_atomically(const std::string& path, const std::function<void(std::ostream&)>& write) {
@@ -35,13 +42,24 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   {
     std::ofstream out(tmp_path, std::ios::binary | std::ios::trunc);
     if (!out) throw IoError(fmt::format("cannot create '{}': {}", tmp_path, std::strerror(errno)));
-    write(out);
-    out.flush();
-    if (!out) {
+    auto remove_tmp = [&] {
       out.close();
       std::error_code ec;
       std::filesystem::remove(tmp_path, ec);
-      throw IoError(fmt::format("cannot write '{}' (disk full?)", path));
+    };
+    errno = 0;
+    try {
+      write(out);
+      out.flush();
+    } catch (...) {
+      remove_tmp();
+      throw;
+    }
+    if (!out) {
+      const int write_errno = errno;  // a failed stream makes no further calls, so this is the failed write's
+      remove_tmp();
+      throw IoError(fmt::format("cannot write '{}': {}", path,
+                                write_errno != 0 ? std::strerror(write_errno) : "the write failed (disk full?)"));
     }
   }
   commit_file(tmp_path, path);

@@ -113,9 +113,12 @@ void TorchFileWriter::save(const std::string& path, const PickleValue& root) {
   const std::string pickle = write_pickle(root);
   write_file_atomically(path, [&](std::ostream& out) {
     try {
+      // A short write makes the writer throw, and throw again from its destructor, which
+      // terminates the process; so the sink takes every byte and a failed stream (disk full)
+      // is reported by write_file_atomically once the writer is done.
       caffe2::serialize::PyTorchStreamWriter writer([&out](const void* data, size_t size) -> size_t {
-        out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
-        return out ? size : 0;
+        if (out) out.write(static_cast<const char*>(data), static_cast<std::streamsize>(size));
+        return size;
       });
       writer.writeRecord("data.pkl", pickle.data(), pickle.size());
       for (const auto& [impl, storage] : storages_) {
