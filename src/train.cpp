@@ -18,6 +18,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
 #include "nanogpt/distributed.h"
+#include "nanogpt/finite_watch.h"
 #include "nanogpt/grad_scaler.h"
 #include "nanogpt/memory_plan.h"
 #include "nanogpt/memory_stats.h"
@@ -267,6 +268,17 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     return std::get<1>(model->forward(x, y));
   };
   GradScaler scaler(config.dtype == "float16");
+  // a diverged run stops before it writes NaN weights; with float16 the scaler skips such steps
+  FiniteWatch finite_watch;
+  int64_t saved_iter = config.init_from == "resume" ? resumed.iter_num : -1;  // the iteration ckpt_path holds
+  const bool watch_finite = !scaler.enabled();
+  auto stop_if_diverged = [&] {
+    const std::string diverged = finite_watch.first_non_finite();
+    if (diverged.empty()) return;
+    throw NumericalError(fmt::format(
+        "{}; the run stopped without saving after it{}. Lower learning_rate or set grad_clip.", diverged,
+        saved_iter >= 0 ? fmt::format(" ({} holds iteration {})", ckpt_path, saved_iter) : ""));
+  };
 
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
   print_parameter_groups(*optimizer, print);
@@ -326,6 +338,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
                         shards ? shards->pending_rng_state() : pending_batch_rng_state};
     print(fmt::format("saving checkpoint to {}", config.out_dir));
     save_checkpoint(ckpt_path, model, optimizer.get(), info);
+    saved_iter = at_iter;
   };
 
   // helps estimate an arbitrarily accurate loss over either split using many batches
@@ -359,8 +372,11 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
 
     // evaluate the loss on train/val sets and write checkpoints
     if (iter_num % config.eval_interval == 0 || config.eval_only) {
+      stop_if_diverged();
       on_master("evaluation", [&] {
         auto losses = estimate_loss();
+        for (const auto& [split, value] : losses) finite_watch.observe(at::scalar_tensor(value), iter_num, split + " loss");
+        stop_if_diverged();  // before a checkpoint could take the weights
         print(fmt::format("step {}: train loss {:.4f}, val loss {:.4f}", iter_num, losses["train"], losses["val"]));
         metrics->write({{"kind", "eval"}, {"iter", iter_num}, {"train_loss", losses["train"]}, {"val_loss", losses["val"]}, {"lr", lr}});
         result.last_val_loss = losses["val"];
@@ -383,6 +399,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
           scaler.scale(loss).backward();
         }
         if (ddp) ddp_model->finish_gradient_sync();  // the gradients averaged over all ranks
+        if (watch_finite) finite_watch.observe(loss, iter_num, "loss");
         break;
       } catch (const std::exception& error) {
         if (!is_out_of_memory(error)) throw;
@@ -407,7 +424,8 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     }
     if (config.grad_clip != 0.0) {
       scaler.unscale(model->parameters());
-      torch::nn::utils::clip_grad_norm_(model->parameters(), config.grad_clip);
+      const at::Tensor grad_norm = clip_grad_norm(model->parameters(), config.grad_clip);
+      if (watch_finite) finite_watch.observe(grad_norm, iter_num, "gradient norm");
     }
     if (!scaler.step(*optimizer, model->parameters())) {
       print(fmt::format("iter {}: inf/NaN gradients at loss scale {}, step skipped", iter_num, scaler.scale()));
@@ -419,8 +437,8 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     const auto t1 = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(t1 - t0).count();
     t0 = t1;
+    if (iter_num % config.log_interval == 0) stop_if_diverged();  // a host sync: only at log intervals
     if (iter_num % config.log_interval == 0 && master_process) {
-      // a host sync: only at log intervals
       const double lossf = loss.item<double>() * static_cast<double>(gradient_accumulation_steps);
       if (local_iter_num >= 5) {  // let the training loop settle a bit
         const double mfu = model->estimate_mfu(batch_size * gradient_accumulation_steps, dt, config.mfu_peak_flops);
@@ -451,6 +469,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     bool stop = hooks.stop_requested != nullptr && hooks.stop_requested->load();
     if (ddp) stop = process_group->any(stop);  // Ctrl-C reaches the ranks at different iterations
     if (stop) {
+      stop_if_diverged();
       print(fmt::format("interrupted at iteration {}", iter_num));
       on_master("checkpoint", [&] { save(iter_num); });
       result.interrupted = true;
@@ -459,6 +478,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     // termination conditions
     if (iter_num > config.max_iters) break;
   }
+  stop_if_diverged();
   if (ddp) process_group->barrier();
   result.iter_num = iter_num;
   result.best_val_loss = best_val_loss;

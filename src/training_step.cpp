@@ -16,10 +16,24 @@ at::Tensor optimizer_step(GPT& model, torch::optim::AdamW& optimizer, Batch& bat
     batch = next_batch();  // fetched while the device would still be busy, as train.py does
     loss.backward();
   }
-  if (settings.grad_clip != 0.0) torch::nn::utils::clip_grad_norm_(model->parameters(), settings.grad_clip);
+  if (settings.grad_clip != 0.0) clip_grad_norm(model->parameters(), settings.grad_clip);
   optimizer.step();
   zero_grad_set_to_none(model->parameters());
   return loss;
+}
+
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm) {
+  std::vector<at::Tensor> norms;
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) norms.push_back(p.grad().detach().norm(2));
+  }
+  if (norms.empty()) return at::zeros({});
+  const at::Tensor total_norm = norms.size() == 1 ? norms[0] : at::stack(norms).norm(2);
+  const at::Tensor clip_coef_clamped = (max_norm / (total_norm + 1e-6)).clamp_max(1.0);
+  for (const auto& p : parameters) {
+    if (p.grad().defined()) p.grad().detach().mul_(clip_coef_clamped);
+  }
+  return total_norm;
 }
 
 std::optional<AutocastState> autocast_for(const std::string& dtype) {

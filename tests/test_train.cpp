@@ -4,13 +4,17 @@
 #include <atomic>
 #include <fstream>
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include <nlohmann/json.hpp>
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/data.h"
+#include "nanogpt/fileio.h"
+#include "nanogpt/finite_watch.h"
 #include "nanogpt/memory_stats.h"
+#include "nanogpt/metrics.h"
 #include "nanogpt/train.h"
 #include "test_util.h"
 
@@ -290,4 +294,59 @@ TEST(Train, MemoryBudgetAppliesThePlannersSettingUpFront) {
   // the setting the run used is the one its checkpoint records: same tokens per iteration
   const auto saved = read_checkpoint_info(budgeted.out_dir + "/ckpt.pt").config;
   EXPECT_EQ(saved["batch_size"].get<int64_t>() * saved["gradient_accumulation_steps"].get<int64_t>(), 8);
+}
+
+TEST(Train, DivergedRunStopsNamingTheIterationAndKeepsTheLastCheckpoint) {
+  TempDir dir;
+  nanogpt::testing::make_char_dataset(dir / "data");
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "data", dir / "out");
+  c.eval_interval = 5;
+  c.always_save_checkpoint = true;
+  c.max_iters = 5;  // a checkpoint at iteration 5
+  train(c, quiet());
+  const std::string ckpt = c.out_dir + "/ckpt.pt";
+  const std::string saved = read_file(ckpt);
+
+  TrainConfig diverging = c;  // iteration 5 steps with a learning rate that overflows the weights
+  diverging.init_from = "resume";
+  diverging.learning_rate = 1e30;
+  diverging.decay_lr = false;
+  diverging.max_iters = 20;
+  diverging.always_save_checkpoint = false;
+  for (double grad_clip : {1.0, 0.0}) {
+    diverging.grad_clip = grad_clip;
+    const std::string error = nanogpt::testing::error_of([&] { train(diverging, quiet()); });
+    EXPECT_EQ(error, "iteration 6: the loss is NaN; the run stopped without saving after it (" + ckpt +
+                         " holds iteration 5). Lower learning_rate or set grad_clip.")
+        << "grad_clip " << grad_clip;
+    EXPECT_TRUE(read_file(ckpt) == saved) << "the checkpoint changed";
+  }
+  // an evaluation at iteration 6 would save the diverged weights: it stops first
+  diverging.eval_interval = 1;
+  diverging.always_save_checkpoint = true;
+  EXPECT_EQ(nanogpt::testing::error_of([&] { train(diverging, quiet()); }),
+            "iteration 6: the train loss is NaN; the run stopped without saving after it (" + ckpt +
+                " holds iteration 5). Lower learning_rate or set grad_clip.");
+  EXPECT_EQ(read_checkpoint_info(ckpt).iter_num, 5);
+}
+
+TEST(FiniteWatch, NamesTheFirstNonFiniteValue) {
+  FiniteWatch watch;
+  EXPECT_EQ(watch.first_non_finite(), "");
+  watch.observe(torch::tensor(2.5), 6, "loss");
+  watch.observe(torch::tensor(0.7), 6, "gradient norm");
+  EXPECT_EQ(watch.first_non_finite(), "");
+  watch.observe(torch::tensor(std::numeric_limits<float>::infinity()), 7, "gradient norm");
+  watch.observe(torch::tensor(std::nanf("")), 8, "loss");
+  EXPECT_EQ(watch.first_non_finite(), "iteration 7: the gradient norm is inf");
+}
+
+TEST(MetricsLog, AppendingDropsALineAKilledRunLeftUnfinished) {
+  TempDir dir;
+  const std::string path = dir / "metrics.jsonl";
+  nanogpt::testing::write_text(path, "{\"iter\":0}\n{\"iter\":1}\n{\"it");
+  MetricsLog(path, true).write({{"iter", 1}});
+  EXPECT_EQ(read_file(path), "{\"iter\":0}\n{\"iter\":1}\n{\"iter\":1}\n");
+  MetricsLog(path, false).write({{"iter", 0}});
+  EXPECT_EQ(read_file(path), "{\"iter\":0}\n");
 }

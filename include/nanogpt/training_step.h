@@ -5,6 +5,7 @@
 #include <functional>
 #include <optional>
 #include <utility>
+#include <vector>
 
 #include "nanogpt/compat.h"
 #include "nanogpt/model.h"
@@ -24,6 +25,11 @@ struct StepSettings {
 // the last micro-step's loss (already divided by micro_steps, as train.py's is).
 at::Tensor optimizer_step(GPT& model, torch::optim::AdamW& optimizer, Batch& batch,
                           const std::function<Batch()>& next_batch, const StepSettings& settings);
+
+// torch.nn.utils.clip_grad_norm_ with the same arithmetic (2-norm of the per-gradient 2-norms,
+// coefficient max_norm / (norm + 1e-6) clamped at 1), but it returns the total norm as a
+// tensor on the gradients' device instead of syncing the host for it, as LibTorch's does.
+at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm);
 
 // The autocast state for a config dtype: none for float32.
 std::optional<AutocastState> autocast_for(const std::string& dtype);
