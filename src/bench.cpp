@@ -110,6 +110,7 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
                     config.gradient_accumulation_steps, result.tokens_per_iter, config.dtype, config.device,
                     at::get_num_threads(), result.synthetic_data ? "synthetic" : train_bin.string()));
   print(fmt::format("peak FLOP/s for MFU: {:.3g} ({})", result.peak_flops, result.peak_flops_source));
+  if (const std::string note = slow_cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
 
   Batch batch = next_batch();
   for (int stage = 0; stage < 2; ++stage) {

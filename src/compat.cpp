@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -136,6 +138,34 @@ at::Device parse_device(const std::string& name) {
 int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+bool cpuinfo_has_native_bf16(const std::string& cpuinfo) {
+  std::istringstream lines(cpuinfo);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream flags(line.substr(line.find(':') + 1));
+    for (std::string flag; flags >> flag;) {
+      if (flag == "avx512_bf16" || flag == "amx_bf16") return true;
+    }
+    return false;
+  }
+  return false;
+}
+
+bool cpu_has_native_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) return true;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return cpuinfo_has_native_bf16(text.str());
+}
+
+std::string slow_cpu_bf16_note(const at::Device& device, const std::string& dtype) {
+  if (!device.is_cpu() || dtype != "bfloat16" || cpu_has_native_bf16()) return "";
+  return "note: dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16: LibTorch computes bf16 matmuls in plain "
+         "code, about 30x slower than float32 (Python nanoGPT computes in float32 on the CPU whatever dtype says); "
+         "use dtype: float32 for speed";
 }
 
 std::string device_name(const at::Device& device) {

@@ -170,3 +170,17 @@ TEST(Recompute, CountingAllocatorMeasuresTensorBytes) {
   EXPECT_EQ(memory_peaks(at::kCPU).cpu_tensor_bytes, before);
   EXPECT_GT(memory_peaks(at::kCPU).peak_rss_bytes, 0);
 }
+
+TEST(Compat, NativeBf16IsReadFromTheCpuFlags) {
+  const std::string epyc_avx2 =
+      "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n\nprocessor\t: 1\n";
+  const std::string sapphire_rapids = "flags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n";
+  const std::string genoa = "flags\t\t: avx2 avx512f avx512_bf16 avx512_vnni\n";
+  EXPECT_FALSE(cpuinfo_has_native_bf16(epyc_avx2));
+  EXPECT_TRUE(cpuinfo_has_native_bf16(sapphire_rapids));
+  EXPECT_TRUE(cpuinfo_has_native_bf16(genoa));
+  EXPECT_FALSE(cpuinfo_has_native_bf16("flags\t\t: avx512_bf16x\n"));  // whole flags only
+  EXPECT_FALSE(cpuinfo_has_native_bf16(""));
+  EXPECT_EQ(slow_cpu_bf16_note(at::Device(at::kCPU), "float32"), "");
+  EXPECT_EQ(slow_cpu_bf16_note(at::Device(at::kCPU), "bfloat16").empty(), cpu_has_native_bf16());
+}

@@ -54,6 +54,15 @@ at::Device parse_device(const std::string& name);
 // Number of hardware threads of this machine.
 int hardware_threads();
 
+// Whether /proc/cpuinfo text lists avx512_bf16 or amx_bf16, the instructions oneDNN's bf16
+// matmul needs; without them LibTorch computes bf16 matmuls in plain code, ~30x slower
+// than float32 on an AVX2 EPYC. cpu_has_native_bf16() reads this machine's (true if unreadable).
+bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
+bool cpu_has_native_bf16();
+
+// The line train and bench print when bfloat16 autocast on this CPU will be slow; "" otherwise.
+std::string slow_cpu_bf16_note(const at::Device& device, const std::string& dtype);
+
 // Python nanoGPT's CausalSelfAttention keeps a causal-mask buffer (`attn.bias`, in its
 // state_dict) only where torch lacks scaled_dot_product_attention, i.e. before 2.0. A
 // checkpoint that Python nanoGPT of the same torch version loads strictly has it or not.
