@@ -14,14 +14,8 @@ using namespace nanogpt;
 namespace {
 
 TrainConfig tiny(const std::string& dtype) {
-  TrainConfig c = default_config();
-  c.device = "cpu";
+  TrainConfig c = nanogpt::testing::tiny_config("no-data", "no-out");  // 2 x 2 x 32, block 16, CPU, 1 thread
   c.dtype = dtype;
-  c.n_layer = 2;
-  c.n_head = 2;
-  c.n_embd = 32;
-  c.block_size = 16;
-  c.num_threads = 1;
   return c;
 }
 

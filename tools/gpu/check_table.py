@@ -20,7 +20,6 @@ BENCH_LINE = re.compile(r"time per iteration: ([0-9.]+)ms, MFU: ([-0-9.]+)%")
 ITER_LINE = re.compile(r"^iter (\d+): loss \S+, time ([0-9.]+)ms")
 RUNNER_CUDA_LINE = re.compile(r"^nanogpt_runner: cuda:\d+ max_memory_allocated_bytes=(\d+) max_memory_reserved_bytes=(\d+)")
 RUNNER_RSS_LINE = re.compile(r"^nanogpt_runner: peak_rss_bytes=(\d+)")
-NANOGPT_PEAK_FLOPS = 312e12  # bench.py's estimate_mfu: A100 bf16
 
 
 def read_json(path):
@@ -181,9 +180,17 @@ def seed_cells(run, name, figures, step):
     return fits, peak, ms
 
 
+def mfu_cell(side, problem, port):
+    """nanoGPT's MFU on the port's peak (the same shapes give the same FLOPs per token), else bench.py's own."""
+    if not side:
+        return problem
+    if port and port["tokens_per_s"]:
+        return f"{side['tokens_per_s'] * port['mfu'] / port['tokens_per_s'] * 100:.2f}%"
+    return f"{side['mfu_bench_py'] * 100:.2f}% (bench.py's, of A100 312 TFLOP/s)"
+
+
 def build_table(run):
     meta = run.meta
-    dry = meta.get("mode") == "cpu-dry-run"
     rows, figures = [], {"meta": meta}
     for mb in meta.get("micro_batches", [16, 32]):
         port, port_problem = port_bench(run, mb)
@@ -197,26 +204,10 @@ def build_table(run):
                      fmt_rate(compiled["tokens_per_s"]) if compiled else compiled_problem,
                      fmt_ratio(port_tps, eager and eager["tokens_per_s"]),
                      fmt_ratio(port_tps, compiled and compiled["tokens_per_s"])])
-        # nanoGPT's MFU on the port's peak: the same shapes give the same FLOPs per token
-        def nanogpt_mfu(side):
-            if not side:
-                return None
-            if port and port_tps:
-                return side["tokens_per_s"] * port["mfu"] / port_tps
-            return None
-
-        def mfu_cell(side, problem):
-            if not side:
-                return problem
-            mfu = nanogpt_mfu(side)
-            if mfu is not None:
-                return f"{mfu * 100:.2f}%"
-            return f"{side['mfu_bench_py'] * 100:.2f}% (bench.py's, of A100 312 TFLOP/s)"
-
         peak_note = f"; peak {port['peak_flops']:.3g} FLOP/s, {port['peak_flops_source']}" if port else ""
         rows.append([f"MFU, micro-batch {mb}{peak_note}",
                      f"{port['mfu'] * 100:.2f}%" if port else port_problem,
-                     mfu_cell(eager, eager_problem), mfu_cell(compiled, compiled_problem), "", ""])
+                     mfu_cell(eager, eager_problem, port), mfu_cell(compiled, compiled_problem, port), "", ""])
 
     logits_problem = run.problem("logits")
     logits = read_json(run.result("logits.json"))
