@@ -17,5 +17,6 @@ void add_memory_command(CLI::App& app);
 void add_export_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_check_logits_command(CLI::App& app);
 
 }  // namespace nanogpt::cli
