@@ -229,14 +229,12 @@ torch::Tensor GPTImpl::generate(torch::Tensor idx, int64_t max_new_tokens, doubl
     const bool cropped = idx.size(1) > config.block_size;
     torch::Tensor idx_cond = cropped ? idx.slice(1, idx.size(1) - config.block_size) : idx;
     torch::Tensor logits;
-    if (!use_kv_cache) {
+    if (!use_kv_cache || cropped) {
+      // Cropping moves every token to a new position, so no cached key or value stays valid,
+      // and the window keeps sliding at every later step: recompute it, without a cache.
       logits = next_token_logits(idx_cond, nullptr, true);
     } else {
-      // Cropping shifts every position, so the cache is rebuilt from the window, as the
-      // uncached path would compute it.
-      const bool prefill = cropped || cache.length() == 0;
-      if (prefill) cache.clear();
-      logits = next_token_logits(idx_cond, &cache, prefill);
+      logits = next_token_logits(idx_cond, &cache, cache.length() == 0);
     }
     logits = logits / temperature;
     if (top_k.has_value()) {
