@@ -1,0 +1,101 @@
+#!/usr/bin/python3
+"""Sampling speed of this port (KV cache, and without it) against Python nanoGPT's sample.py,
+on the same checkpoint, the same thread count and the same CPU, one after the other.
+
+Each side runs `--num_samples S --max_new_tokens N` and, to take out process start-up and
+model loading, the same with `--max_new_tokens 1`; generation speed is
+S * (N - 1) / (time(N) - time(1)). The best of --repeats runs counts for each.
+
+  tools/bench_sampling.py --nanogpt build/nanogpt --nanogpt-dir ../nanoGPT [--out-dir OUT]
+
+Without --out-dir it makes a checkpoint of the baby GPT shape (configs/train_shakespeare_char.yaml:
+6 layers, 6 heads, 384 wide, block 256) by training one iteration on data/shakespeare_char
+(prepare it first: `nanogpt prepare shakespeare_char`); nanoGPT's sample.py reads meta.pkl
+from its own data/shakespeare_char, so that folder must exist in the nanoGPT checkout too.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# sample.py imports tiktoken even for a char-level checkpoint, which never uses it
+TIKTOKEN_STUB = "def get_encoding(name):\n    raise ImportError('tiktoken is not installed')\n"
+NANOGPT_SAMPLE = """
+import runpy, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+sys.argv = ["sample.py"] + sys.argv[2:]
+runpy.run_path("sample.py", run_name="__main__")
+"""
+
+
+def timed(command, cwd=None, env=None):
+    t0 = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def make_checkpoint(nanogpt, out_dir, threads, block_size):
+    subprocess.run([nanogpt, "train", os.path.join(ROOT, "configs/train_shakespeare_char.yaml"), f"--out_dir={out_dir}",
+                    f"--block_size={block_size}", "--batch_size=1",
+                    f"--data_dir={os.path.join(ROOT, 'data/shakespeare_char')}", "--device=cpu", "--compile=false",
+                    "--max_iters=1", "--eval_interval=1", "--eval_iters=1", "--log_interval=1",
+                    f"--num_threads={threads}"], check=True, stdout=subprocess.DEVNULL)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nanogpt", default=os.path.join(ROOT, "build/nanogpt"), help="this port's binary")
+    parser.add_argument("--nanogpt-dir", help="a karpathy/nanoGPT checkout (without it, only this port runs)")
+    parser.add_argument("--out-dir", help="folder with ckpt.pt (default: a fresh baby-GPT checkpoint)")
+    parser.add_argument("--block-size", type=int, default=256,
+                        help="block_size of the fresh checkpoint: past it, every step recomputes the whole window")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    nanogpt = os.path.abspath(args.nanogpt)
+    work = tempfile.mkdtemp(prefix="nanogpt-bench-sampling-")
+    out_dir = os.path.abspath(args.out_dir) if args.out_dir else os.path.join(work, "out")
+    if not args.out_dir:
+        make_checkpoint(nanogpt, out_dir, args.threads, args.block_size)
+
+    def port(extra):
+        return lambda n: timed([nanogpt, "sample", f"--out_dir={out_dir}", f"--num_samples={args.samples}",
+                                f"--max_new_tokens={n}", f"--num_threads={args.threads}", "--start=\n"] + extra)
+
+    sides = [("this port, KV cache", port([])), ("this port, no KV cache", port(["--no_kv_cache"]))]
+    if args.nanogpt_dir:
+        with open(os.path.join(work, "tiktoken.py"), "w") as f:
+            f.write(TIKTOKEN_STUB)
+        env = dict(os.environ, PYTHONPATH=work + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        sides.append(("nanoGPT sample.py", lambda n: timed(
+            ["/usr/bin/python3", "-c", NANOGPT_SAMPLE, str(args.threads), f"--out_dir={out_dir}", "--device=cpu",
+             "--dtype=float32", "--compile=False", f"--num_samples={args.samples}", f"--max_new_tokens={n}"],
+            cwd=args.nanogpt_dir, env=env)))
+
+    print(f"{args.samples} samples x {args.tokens} tokens, {args.threads} thread(s), best of {args.repeats}, "
+          f"checkpoint {out_dir}\n")
+    print("| run | start-up (1 token) s | total s | generation tokens/s |")
+    print("| --- | ---: | ---: | ---: |")
+    speeds = {}
+    for name, run in sides:
+        startup = min(run(1) for _ in range(args.repeats))
+        total = min(run(args.tokens) for _ in range(args.repeats))
+        speeds[name] = args.samples * (args.tokens - 1) / max(total - startup, 1e-9)
+        print(f"| {name} | {startup:.2f} | {total:.2f} | {speeds[name]:.1f} |")
+    if "nanoGPT sample.py" in speeds:
+        reference = speeds["nanoGPT sample.py"]
+        print("\n" + ", ".join(f"{name}: {speed / reference:.2f}x nanoGPT" for name, speed in speeds.items()
+                               if name != "nanoGPT sample.py"))
+
+
+if __name__ == "__main__":
+    main()
