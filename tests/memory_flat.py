@@ -23,7 +23,7 @@ device: cpu
 num_threads: 1
 n_layer: 2
 n_head: 2
-n_embd: 64
+n_embd: 32
 block_size: 32
 batch_size: 8
 gradient_accumulation_steps: 1
@@ -78,7 +78,7 @@ def main():
         if len(windows) < args.iters // 50 - 2 or growth > TOLERANCE:
             failures.append(f"training RSS spread {growth:.2%} over {len(windows)} windows: {windows}")
 
-        sample = [nanogpt, "sample", f"--out_dir={out_dir}", "--start=Before", "--max_new_tokens=20", "--seed=3"]
+        sample = [nanogpt, "sample", f"--out_dir={out_dir}", "--start=Before", "--max_new_tokens=8", "--seed=3"]
         few = peak_rss_of(sample + [f"--num_samples={args.samples // 10}"])
         many = peak_rss_of(sample + [f"--num_samples={args.samples}"])
         growth = many / few - 1
