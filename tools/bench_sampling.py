@@ -4,7 +4,8 @@ on the same checkpoint, the same thread count and the same CPU, one after the ot
 
 Each side runs `--num_samples S --max_new_tokens N` and, to take out process start-up and
 model loading, the same with `--max_new_tokens 1`; generation speed is
-S * (N - 1) / (time(N) - time(1)). The best of --repeats runs counts for each.
+S * (N - 1) / (time(N) - time(1)), in CPU seconds of the process (user + system). The best of
+--repeats runs counts for each.
 
   tools/bench_sampling.py --nanogpt build/nanogpt --nanogpt-dir ../nanoGPT [--out-dir OUT]
 
@@ -18,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,12 +33,13 @@ runpy.run_path("sample.py", run_name="__main__")
 
 
 def timed(command, cwd=None, env=None):
-    t0 = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seconds = time.perf_counter() - t0
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-3000:]}")
-    return seconds
+    """The command's CPU seconds (user + system, from wait4): steadier than wall time on a
+    shared machine, and equal to it for one thread on an idle one."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"failed ({status}): {' '.join(command)}\n{proc.stderr.read()[-3000:]}")
+    return usage.ru_utime + usage.ru_stime
 
 
 def make_checkpoint(nanogpt, out_dir, threads, block_size):
@@ -83,7 +84,7 @@ def main():
 
     print(f"{args.samples} samples x {args.tokens} tokens, {args.threads} thread(s), best of {args.repeats}, "
           f"checkpoint {out_dir}\n")
-    print("| run | start-up (1 token) s | total s | generation tokens/s |")
+    print("| run | start-up (1 token), CPU s | total, CPU s | generation tokens per CPU s |")
     print("| --- | ---: | ---: | ---: |")
     speeds = {}
     for name, run in sides:
