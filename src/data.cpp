@@ -64,7 +64,7 @@ std::pair<at::Tensor, at::Tensor> batch_at(const TokenFile& data, const at::Tens
   int64_t* ys = y.data_ptr<int64_t>();
   for (int64_t b = 0; b < batch_size; ++b) {
     const int64_t i = offset[b];
-    if (i < 0 || i + block_size + 1 > data.size()) {
+    if (i < 0 || i >= data.size() || block_size >= data.size() - i) {  // i + block_size + 1 may overflow
       throw DataError(fmt::format("token file '{}': window at {} of {} tokens runs past its end ({} tokens)",
                                   data.path(), i, block_size + 1, data.size()));
     }

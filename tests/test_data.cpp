@@ -2,6 +2,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <limits>
 
 #include "nanogpt/data.h"
 #include "nanogpt/prepare.h"
@@ -42,6 +43,9 @@ TEST(Data, BatchWindowsMatchTheFile) {
     }
   }
   EXPECT_THROW(batch_at(file, torch::tensor({90}, torch::kLong), 10), DataError);
+  // offset + block_size + 1 overflowed near INT64_MAX (UBSan, with the token_file fuzz target)
+  EXPECT_THROW(batch_at(file, torch::tensor({std::numeric_limits<int64_t>::max()}, torch::kLong), 10), DataError);
+  EXPECT_THROW(batch_at(file, torch::tensor({std::numeric_limits<int64_t>::min()}, torch::kLong), 10), DataError);
 }
 
 TEST(Data, GetBatchDrawsOffsetsLikeTorchRandint) {

@@ -6,15 +6,19 @@
 #   config        the YAML config loader and its validation (src/config.cpp)
 #   bpe           the GPT-2 tokenizer, with an exact decode(encode(x)) == x check; needs
 #                 GPT-2's vocabulary in $NANOGPT_GPT2_VOCAB_DIR (skipped without it)
+#   token_file    train.bin/val.bin batches and meta.json (src/data.cpp, src/tokenizer.cpp)
 # Usage: tools/fuzz.sh [seconds per target] [target...]   (default 60 s, all targets)
+# Exits 1 when a target crashed, leaked or timed out; the input is written to
+# build-fuzz/<target>-crash-* (or -leak-, -timeout-), as the output says.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(pickle torch_pickle config bpe)
+[ ${#targets[@]} -gt 0 ] || targets=(pickle torch_pickle config bpe token_file)
 command -v clang++ > /dev/null || { echo "clang++ is needed: apt-get install clang" >&2; exit 2; }
 out=build-fuzz
+failed=()
 flags=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
        -isystem /usr/include/torch/csrc/api/include)
 torch_libs=(-ltorch_cpu -lc10)
@@ -28,13 +32,27 @@ for target in "${targets[@]}"; do
       sources=(src/bpe.cpp src/pretokenize.cpp src/bpe_vocab.cpp src/fileio.cpp src/prepare.cpp src/tokenizer.cpp
                src/pickle.cpp src/pickle_writer.cpp src/data.cpp)
       libs=("${torch_libs[@]}") ;;
-    *) echo "unknown target '$target'; expected pickle, torch_pickle, config or bpe" >&2; exit 2 ;;
+    token_file)
+      sources=(src/data.cpp src/fileio.cpp src/tokenizer.cpp src/pickle.cpp src/pickle_writer.cpp)
+      libs=("${torch_libs[@]}") ;;
+    *) echo "unknown target '$target'; expected pickle, torch_pickle, config, bpe or token_file" >&2; exit 2 ;;
   esac
   mkdir -p "$out/$target-corpus"
   [ -n "${FUZZ_NO_REBUILD:-}" ] && [ -x "$out/${target}_fuzzer" ] ||
     clang++ "${flags[@]}" "${sources[@]}" "tests/fuzz/${target}_fuzzer.cpp" -lfmt "${libs[@]}" -o "$out/${target}_fuzzer"
   echo "== $target: $seconds s"
   # new inputs go to build-fuzz/<target>-corpus; the committed seeds stay as they are
+  status=0
   "$out/${target}_fuzzer" -max_total_time="$seconds" -max_len=4096 -timeout=10 -artifact_prefix="$out/$target-" \
-    "$out/$target-corpus" "tests/fuzz/${target}_corpus" 2>&1 | grep -E "^Done|ERROR|SUMMARY" || true
+    "$out/$target-corpus" "tests/fuzz/${target}_corpus" > "$out/$target.log" 2>&1 || status=$?
+  grep -E "^Done|SUMMARY|Test unit written" "$out/$target.log" || true
+  if [ $status != 0 ]; then
+    tail -n 40 "$out/$target.log" >&2
+    echo "== $target: FAILED (exit $status); full output in $out/$target.log" >&2
+    failed+=("$target")
+  fi
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzzing found problems in: ${failed[*]}" >&2
+  exit 1
+fi

@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the build needs (only those missing; quiet when all are there),
-# then configures and builds nanogpt in Release mode into build/.
+# then configures and builds nanogpt in Release mode into build/ (or $NANOGPT_BUILD_DIR).
 # With --tests it also installs what the interop tests use (Debian's python3-torch, the same
-# 1.13.1 as libtorch-dev, and python3-matplotlib); if those cannot be installed the build goes
-# on and those tests skip with a message.
+# 1.13.1 as libtorch-dev, and python3-matplotlib) and clang with its libFuzzer runtime for
+# tools/fuzz.sh; if those cannot be installed the build goes on and those tests skip with a
+# message (tools/fuzz.sh stops, naming clang++).
 # Usage: tools/setup.sh [--tests] [extra cmake arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
           nlohmann-json3-dev libopenblas0-pthread libgloo-dev)
-test_packages=(python3-torch python3-matplotlib)
+test_packages=(python3-torch python3-matplotlib clang libclang-rt-14-dev)
 with_tests=0
 if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
 
@@ -38,10 +39,11 @@ if [ $with_tests = 1 ]; then
 fi
 
 jobs=$(nproc)
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" > build-configure.log 2>&1 \
+build_dir=${NANOGPT_BUILD_DIR:-build}
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" > build-configure.log 2>&1 \
   || { cat build-configure.log; exit 1; }
 rm -f build-configure.log
 # Each LibTorch translation unit needs ~1 GB of memory to compile; keep that within RAM.
 mem_jobs=$(( $(awk '/MemAvailable/ {print $2}' /proc/meminfo) / 1500000 ))
 [ "$mem_jobs" -ge 1 ] && [ "$mem_jobs" -lt "$jobs" ] && jobs=$mem_jobs
-cmake --build build -j "$jobs"
+cmake --build "$build_dir" -j "$jobs"
