@@ -8,8 +8,10 @@
 namespace nanogpt {
 
 void FiniteWatch::observe(const at::Tensor& value, int64_t iter, const std::string& what) {
-  const at::Tensor v = value.detach().reshape({}).to(at::kDouble);
-  if (!first_bad_iter_.defined()) {
+  at::Tensor v = value.detach().reshape({}).to(at::kDouble);
+  if (first_bad_iter_.defined()) {
+    v = v.to(first_bad_iter_.device());  // an evaluation's host-side loss next to the device's
+  } else {
     first_bad_iter_ = at::full({}, -1, v.options().dtype(at::kLong));
     first_bad_what_ = at::full({}, -1, v.options().dtype(at::kLong));
     first_bad_value_ = at::zeros({}, v.options());

@@ -232,6 +232,7 @@ torch::Tensor GPTImpl::generate(torch::Tensor idx, int64_t max_new_tokens, doubl
     if (!use_kv_cache || cropped) {
       // Cropping moves every token to a new position, so no cached key or value stays valid,
       // and the window keeps sliding at every later step: recompute it, without a cache.
+      cache.clear();
       logits = next_token_logits(idx_cond, nullptr, true);
     } else {
       logits = next_token_logits(idx_cond, &cache, cache.length() == 0);

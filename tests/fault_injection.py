@@ -16,6 +16,7 @@ uninterrupted run's. Both with dropout 0 and 0.2 (the checkpoint carries the RNG
 Usage: fault_injection.py NANOGPT [--kills N] [--seed S]   (N SIGKILLs per dropout setting)
 """
 import argparse
+import collections
 import json
 import os
 import random
@@ -91,13 +92,17 @@ class Runner:
         command = [self.nanogpt, "train", self.config(out_dir, max_iters)]
         if os.path.exists(os.path.join(out_dir, "ckpt.pt")):
             command.append("--init_from=resume")
-        log = open(os.path.join(self.work, "attempt.log"), "w")
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+        with open(os.path.join(self.work, "attempt.log"), "w") as log:
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=preexec)
+
+    def log(self):
+        """What the last attempt printed."""
+        return open(os.path.join(self.work, "attempt.log")).read()
 
     def run(self, out_dir, preexec=None, max_iters=MAX_ITERS, timeout=300):
         proc = self.start(out_dir, preexec, max_iters)
         code = proc.wait(timeout=timeout)
-        return code, open(os.path.join(self.work, "attempt.log")).read()
+        return code, self.log()
 
 
 def kill_mid_write(proc, tmp, started_ns, rng):
@@ -161,20 +166,19 @@ def faulted_run(runner, expected, kills, rng, counts):
             if wait_for_iteration(proc, os.path.join(runner.work, "attempt.log"), at_iter):
                 proc.send_signal(getattr(signal, fault))
             code = proc.wait(timeout=120)
-            log = open(os.path.join(runner.work, "attempt.log")).read()
+            log = runner.log()
             check(code == 0, f"{fault}: exit code {code}, expected 0:\n{log[-2000:]}")
             check("interrupted at iteration" in log, f"{fault}: no 'interrupted at iteration' line:\n{log[-2000:]}")
             counts[f"{fault} saved and exited 0"] += 1
         else:
             code = proc.wait(timeout=300)
-            log = open(os.path.join(runner.work, "attempt.log")).read()
+            log = runner.log()
             check(code == 0, f"the final resumed run failed with {code}:\n{log[-2000:]}")
         if proc.returncode == -signal.SIGKILL:
             done_kills += 1
             counts["SIGKILL"] += 1
-        elif proc.returncode not in (0,):
-            log = open(os.path.join(runner.work, "attempt.log")).read()
-            raise Failure(f"attempt ({fault}) exited {proc.returncode}:\n{log[-2000:]}")
+        elif proc.returncode != 0:
+            raise Failure(f"attempt ({fault}) exited {proc.returncode}:\n{runner.log()[-2000:]}")
     check(os.path.exists(os.path.join(out_dir, "ckpt.pt")), "no checkpoint at the end")
     check(not os.path.exists(tmp), "ckpt.pt.tmp left behind by the completed run")
 
@@ -187,7 +191,6 @@ def faulted_run(runner, expected, kills, rng, counts):
     check({it for it, _ in got} == set(expected["losses"]), "some iterations were never logged")
     counts["losses compared"] += len(got)
     counts["losses bit-identical"] += identical
-    return checkpoint_bytes(out_dir)
 
 
 def same_model(path_a, path_b):
@@ -249,8 +252,7 @@ def main():
     nanogpt = os.path.abspath(args.nanogpt)
     rng = random.Random(args.seed)
     print(f"seed {args.seed}")
-    counts = {k: 0 for k in ("SIGKILL", "killed while writing ckpt.pt", "SIGTERM saved and exited 0",
-                             "SIGINT saved and exited 0", "losses compared", "losses bit-identical")}
+    counts = collections.Counter()
     work = tempfile.mkdtemp(prefix="nanogpt-faults-")
     try:
         text = "".join(f"{i % 7} First Citizen: we are accounted poor citizens, the patricians good.\n" for i in range(400))
@@ -272,13 +274,10 @@ def main():
             same = same_model(os.path.join(work, "straight", "ckpt.pt"), os.path.join(work, "faulted", "ckpt.pt"))
             check(same is not False, "the final weights or optimizer state differ from the uninterrupted run's")
             if same:
-                counts["final checkpoints equal to the uninterrupted run's"] = counts.get(
-                    "final checkpoints equal to the uninterrupted run's", 0) + 1
+                counts["final checkpoints equal to the uninterrupted run's"] += 1
             else:
                 print("  final weights: not compared (no Python torch)")
             if dropout == 0.0:
-                counts.update({"full disk (tmpfs) refused, old checkpoint kept": 0,
-                               "full disk (file size limit) refused, old checkpoint kept": 0})
                 full_disk(runner, counts)
     except Failure as failure:
         print(f"FAIL (seed {args.seed}): {failure}", file=sys.stderr)
@@ -287,8 +286,7 @@ def main():
     shutil.rmtree(work, ignore_errors=True)
     for name, count in counts.items():
         print(f"{name}: {count}")
-    check_counts = counts["SIGKILL"] >= 2 * args.kills and counts["killed while writing ckpt.pt"] > 0
-    if not check_counts:
+    if counts["SIGKILL"] < 2 * args.kills or counts["killed while writing ckpt.pt"] == 0:
         print(f"FAIL: expected {2 * args.kills} SIGKILLs, some during a write: {counts}", file=sys.stderr)
         return 1
     return 0
