@@ -130,7 +130,13 @@ DatasetMeta read_meta_json(const std::string& path) {
   }
   DatasetMeta meta;
   try {
-    meta.vocab_size = j.at("vocab_size").get<int64_t>();
+    const nlohmann::json& vocab_size = j.at("vocab_size");
+    // get<int64_t> of a float or of an integer past int64 has undefined behaviour
+    if (!vocab_size.is_number_integer() || vocab_size < 1 || vocab_size > 65536) {
+      throw TokenizerError(
+          fmt::format("{}: vocab_size must be an integer in 1..65536, got {}", path, vocab_size.dump()));
+    }
+    meta.vocab_size = vocab_size.get<int64_t>();
     meta.tokenizer = j.value("tokenizer", std::string("char"));
     if (meta.tokenizer == "char") {
       for (const auto& entry : j.at("itos")) {
@@ -145,9 +151,6 @@ DatasetMeta read_meta_json(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     throw TokenizerError(fmt::format("{}: expected fields vocab_size (integer) and itos (list of characters): {}",
                                      path, e.what()));
-  }
-  if (meta.vocab_size <= 0 || meta.vocab_size > 65536) {
-    throw TokenizerError(fmt::format("{}: vocab_size must be in 1..65536, got {}", path, meta.vocab_size));
   }
   if (meta.tokenizer == "char" && static_cast<int64_t>(meta.itos.size()) != meta.vocab_size) {
     throw TokenizerError(fmt::format("{}: itos has {} entries but vocab_size is {}", path, meta.itos.size(),

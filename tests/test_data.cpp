@@ -130,6 +130,16 @@ TEST(Data, MalformedMetaJsonIsRejectedWithItsName) {
   }
   nanogpt::testing::write_text(dir / "meta.json", "{not json");
   EXPECT_THROW(read_meta_json(dir / "meta.json"), TokenizerError);
+  // found by the token_file fuzzer: a float past int64 was converted with undefined behaviour
+  for (const std::string vocab_size : {"5.0e80", "65.0", "18446744073709551615", "-1"}) {
+    nanogpt::testing::write_text(dir / "meta.json", "{\"vocab_size\": " + vocab_size + ", \"tokenizer\": \"gpt2\"}");
+    try {
+      read_meta_json(dir / "meta.json");
+      FAIL() << "expected an error for vocab_size " << vocab_size;
+    } catch (const TokenizerError& e) {
+      EXPECT_NE(std::string(e.what()).find("vocab_size must be an integer in 1..65536"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Data, PrepareTinyShakespeareMatchesNanoGPTChecksums) {

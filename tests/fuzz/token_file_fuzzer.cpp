@@ -69,9 +69,10 @@ bool window_is_valid(const std::vector<uint16_t>& tokens, int64_t offset, int64_
 void check_batch(const nanogpt::TokenFile& file, const std::vector<uint16_t>& tokens, const at::Tensor& offsets,
                  int64_t block_size) {
   const int64_t batch_size = offsets.size(0);
+  const auto offset = offsets.accessor<int64_t, 1>();
   bool valid = true;
   for (int64_t b = 0; b < batch_size; ++b) {
-    valid = valid && window_is_valid(tokens, offsets[b].item<int64_t>(), block_size, file.vocab_size());
+    valid = valid && window_is_valid(tokens, offset[b], block_size, file.vocab_size());
   }
   at::Tensor x, y;
   try {
@@ -83,11 +84,11 @@ void check_batch(const nanogpt::TokenFile& file, const std::vector<uint16_t>& to
   check(valid, "a batch returned for a window past the end or with an id outside the vocabulary");
   check(x.sizes() == at::IntArrayRef({batch_size, block_size}) && y.sizes() == x.sizes(), "batch of the wrong shape");
   check(x.scalar_type() == at::kLong && y.scalar_type() == at::kLong, "batch not int64");
+  const auto xs = x.accessor<int64_t, 2>(), ys = y.accessor<int64_t, 2>();
   for (int64_t b = 0; b < batch_size; ++b) {
-    const int64_t offset = offsets[b].item<int64_t>();
     for (int64_t t = 0; t < block_size; ++t) {
-      const int64_t x_id = x[b][t].item<int64_t>(), y_id = y[b][t].item<int64_t>();
-      check(x_id == tokens[offset + t] && y_id == tokens[offset + t + 1], "batch does not hold the file's ids");
+      const int64_t x_id = xs[b][t], y_id = ys[b][t];
+      check(x_id == tokens[offset[b] + t] && y_id == tokens[offset[b] + t + 1], "batch does not hold the file's ids");
       for (const int64_t id : {x_id, y_id}) {
         check(id >= 0 && (file.vocab_size() == 0 || id < file.vocab_size()), "id outside the vocabulary");
       }
@@ -137,9 +138,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;
     }
     check(drawn.size(0) == drawn_batch_size, "draw_batch_offsets drew the wrong number of offsets");
+    const auto drawn_offset = drawn.accessor<int64_t, 1>();
     for (int64_t b = 0; b < drawn_batch_size; ++b) {
-      const int64_t offset = drawn[b].item<int64_t>();
-      check(offset >= 0 && offset <= last_offset, "draw_batch_offsets drew an offset outside the file");
+      check(drawn_offset[b] >= 0 && drawn_offset[b] <= last_offset, "draw_batch_offsets drew an offset past the end");
     }
     check_batch(file, tokens, drawn, block_size);
   } catch (const nanogpt::DataError&) {
