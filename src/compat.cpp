@@ -1,5 +1,7 @@
 #include "nanogpt/compat.h"
 
+#include "nanogpt/cpu_attention.h"
+
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
@@ -46,6 +48,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::scaled_dot_product_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()),
                                           dropout_p, false);
 #else
+  // 1.13's attention on the CPU is plain matrix products over a materialised (T, T) mask.
+  if (fused_cpu_attention_applies(q, k, v, dropout_p)) return fused_cpu_causal_attention(q, k, v, past_length);
   if (tq == 1) return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, dropout_p));
   return std::get<0>(at::_scaled_dot_product_attention(
       q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p));

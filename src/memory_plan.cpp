@@ -75,8 +75,14 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // One block's saved tensors: x (ln_1 input) and x+attn (ln_2 input) in fp32; the inputs of
   // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
   // c_fc, of GELU and of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
-  int64_t per_block = 2 * 4 * BTC + 14 * a * BTC + p * att + 16 * BT;
-  std::string per_block_formula = "2*4*B*T*C + 14*a*B*T*C + p*B*nh*T*T + 16*B*T";
+  // With this port's fused CPU attention (float32, no dropout: cpu_attention.h) the softmax
+  // output is replaced by one log-normaliser per query, and backward makes no (T, T) tensors.
+  const bool fused_attention = !cuda && !autocast && !dropout;
+  const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
+  const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
+  const std::string attention_saved_formula = fused_attention ? "4*B*nh*T" : "p*B*nh*T*T";
+  int64_t per_block = 2 * 4 * BTC + 14 * a * BTC + attention_saved + 16 * BT;
+  std::string per_block_formula = "2*4*B*T*C + 14*a*B*T*C + " + attention_saved_formula + " + 16*B*T";
   if (dropout) {
     per_block += (m_att + a) * att + 2 * m_res * BTC;
     per_block_formula += " + (m+a)*B*nh*T*T + 2*m*B*T*C";
@@ -117,11 +123,11 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // The blocks' backward starts after the loss head's tensors are freed, so it adds only
   // what it needs beyond them: the recomputed block (with checkpointing), the residual
   // gradients and the largest pair of intermediate gradients (attention scores, or the MLP's).
-  const int64_t block_backward = (n_ckpt > 0 ? per_block : 0) + 8 * BTC + std::max(8 * a * BTC, 2 * p * att);
+  const int64_t block_backward = (n_ckpt > 0 ? per_block : 0) + 8 * BTC + std::max(8 * a * BTC, attention_grads);
   const int64_t beyond_head = std::max<int64_t>(0, block_backward - head_bytes);
   add(n_ckpt > 0 ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
-      fmt::format("max(0, {}8*B*T*C + max(8*a*B*T*C, 2*p*B*nh*T*T) - loss head)",
-                  n_ckpt > 0 ? "(" + per_block_formula + ") + " : ""),
+      fmt::format("max(0, {}8*B*T*C + {} - loss head)", n_ckpt > 0 ? "(" + per_block_formula + ") + " : "",
+                  fused_attention ? "8*a*B*T*C" : "max(8*a*B*T*C, 2*p*B*nh*T*T)"),
       beyond_head);
   activation_bytes += head_bytes + beyond_head;
 

@@ -1,0 +1,20 @@
+#pragma once
+// Causal self-attention for float32 tensors on the CPU in one pass per head: the scores
+// of a query row live only in a row-sized buffer, keys past the query are never touched,
+// and backward recomputes the scores from the saved log-normalisers. LibTorch 1.13 has no
+// such kernel: its attention materialises the full (T, T) score matrix, mask included.
+#include <ATen/ATen.h>
+
+namespace nanogpt {
+
+// Whether fused_cpu_causal_attention computes this attention: float32 q, k, v on the CPU,
+// without attention dropout.
+bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p);
+
+// softmax(q k^T / sqrt(hs), causal) v over (B, nh, T, hs) tensors, differentiable. Query
+// row i sits at position past_length + i of the keys. The result is a (B, nh, Tq, hs) view
+// of a (B, Tq, nh, hs) tensor, so that re-assembling the heads side by side copies nothing.
+at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                      int64_t past_length);
+
+}  // namespace nanogpt

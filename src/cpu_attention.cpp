@@ -1,0 +1,101 @@
+#include "nanogpt/cpu_attention.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cmath>
+#include <vector>
+
+#include "attention_kernel.h"
+
+namespace nanogpt {
+
+namespace {
+
+namespace kernel = attention_kernel;
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Rows of head (b, h) of a (B, nh, T, hs) tensor whose last dimension is contiguous.
+kernel::Rows rows(const at::Tensor& t, int64_t b, int64_t h) {
+  return {t.data_ptr<float>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
+}
+kernel::MutableRows mutable_rows(at::Tensor& t, int64_t b, int64_t h) {
+  return {t.data_ptr<float>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
+}
+
+at::Tensor with_contiguous_rows(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
+
+// A new (B, T, nh, hs) tensor: the layout in which the heads are re-assembled side by side.
+at::Tensor empty_rows_by_head(const at::Tensor& like, int64_t rows) {
+  return at::empty({like.size(0), rows, like.size(1), like.size(3)}, like.options());
+}
+at::Tensor heads_view(const at::Tensor& rows_by_head) { return rows_by_head.transpose(1, 2); }
+
+kernel::HeadShape head_shape(const at::Tensor& q, const at::Tensor& k, int64_t past_length) {
+  return {q.size(2), k.size(2), past_length, q.size(3), static_cast<float>(1.0 / std::sqrt(double(q.size(3))))};
+}
+
+// Runs `body(b, h, scratch)` for every head, the heads spread over LibTorch's threads.
+template <typename Body>
+void for_each_head(const at::Tensor& q, int64_t scratch_floats, const Body& body) {
+  const int64_t heads = q.size(0) * q.size(1), nh = q.size(1);
+  at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scratch(scratch_floats);
+    for (int64_t bh = begin; bh < end; ++bh) body(bh / nh, bh % nh, scratch.data());
+  });
+}
+
+struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
+                            const at::Tensor& v_in, int64_t past_length) {
+    const at::Tensor q = with_contiguous_rows(q_in), k = with_contiguous_rows(k_in), v = with_contiguous_rows(v_in);
+    const kernel::HeadShape shape = head_shape(q, k, past_length);
+    at::Tensor out = empty_rows_by_head(q, shape.queries);
+    at::Tensor out_heads = heads_view(out);
+    at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options());
+    for_each_head(q, kernel::forward_scratch_floats(shape), [&](int64_t b, int64_t h, float* scratch) {
+      kernel::forward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), mutable_rows(out_heads, b, h),
+                           lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, scratch);
+    });
+    ctx->save_for_backward({q, k, v, out, lse});
+    ctx->saved_data["past_length"] = past_length;
+    return out;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &lse = saved[4];
+    const at::Tensor out = heads_view(saved[3]);
+    const at::Tensor dout = heads_view(with_contiguous_rows(grad_outputs[0]));
+    const kernel::HeadShape shape = head_shape(q, k, ctx->saved_data["past_length"].toInt());
+    at::Tensor dq = heads_view(empty_rows_by_head(q, shape.queries));
+    at::Tensor dk = heads_view(empty_rows_by_head(k, shape.keys));
+    at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
+    for_each_head(q, kernel::backward_scratch_floats(shape), [&](int64_t b, int64_t h, float* scratch) {
+      kernel::backward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), rows(out, b, h), rows(dout, b, h),
+                            lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, mutable_rows(dq, b, h),
+                            mutable_rows(dk, b, h), mutable_rows(dv, b, h), scratch);
+    });
+    return {dq, dk, dv, at::Tensor()};
+  }
+};
+
+}  // namespace
+
+bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p) {
+  auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
+  return dropout_p == 0.0 && cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && q.size(2) > 0;
+}
+
+at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                      int64_t past_length) {
+  TORCH_CHECK(fused_cpu_attention_applies(q, k, v, 0.0) && k.dim() == 4 && k.sizes() == v.sizes() &&
+                  q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
+              "fused_cpu_causal_attention: float32 CPU (B, nh, T, hs) tensors expected");
+  TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
+              " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
+  return heads_view(FusedCausalAttention::apply(q, k, v, past_length));
+}
+
+}  // namespace nanogpt

@@ -1,0 +1,114 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <limits>
+
+#include "nanogpt/cpu_attention.h"
+
+using namespace nanogpt;
+
+namespace {
+
+// softmax(q k^T / sqrt(hs)) v in double precision, query row i seeing keys 0..past+i.
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  int64_t past) {
+  const int64_t tq = q.size(2), tk = k.size(2);
+  auto rows = torch::arange(tq).unsqueeze(1) + past;
+  auto cols = torch::arange(tk).unsqueeze(0);
+  auto scores = q.to(torch::kDouble).matmul(k.to(torch::kDouble).transpose(-2, -1)) / std::sqrt(double(q.size(3)));
+  scores = scores.masked_fill(cols > rows, -std::numeric_limits<double>::infinity());
+  return torch::softmax(scores, -1).matmul(v.to(torch::kDouble));
+}
+
+struct Case {
+  int64_t batch, heads, queries, keys, past, dim;
+};
+
+// q, k, v as the model makes them: strided head views of one (B, T, 3C) projection.
+std::vector<torch::Tensor> projected_heads(const Case& c) {
+  auto qkv = torch::randn({c.batch, c.keys, 3 * c.heads * c.dim});
+  std::vector<torch::Tensor> heads;
+  for (const auto& part : qkv.split(c.heads * c.dim, 2)) {
+    heads.push_back(part.view({c.batch, c.keys, c.heads, c.dim}).transpose(1, 2));
+  }
+  heads[0] = heads[0].slice(2, c.past, c.past + c.queries);
+  return heads;
+}
+
+void expect_matches_reference(const Case& c) {
+  torch::manual_seed(c.batch * 1000 + c.keys * 10 + c.dim);
+  auto heads = projected_heads(c);
+  std::vector<torch::Tensor> leaves, leaves_ref;
+  for (auto& t : heads) {
+    leaves.push_back(t.detach().requires_grad_(true));
+    leaves_ref.push_back(t.detach().to(torch::kDouble).requires_grad_(true));
+  }
+  auto out = fused_cpu_causal_attention(leaves[0], leaves[1], leaves[2], c.past);
+  auto expected = reference_attention(leaves_ref[0], leaves_ref[1], leaves_ref[2], c.past);
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  EXPECT_LE((out.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-6);
+
+  auto upstream = torch::randn(out.sizes());
+  out.backward(upstream);
+  expected.backward(upstream.to(torch::kDouble));
+  const char* names[] = {"dq", "dk", "dv"};
+  for (int i = 0; i < 3; ++i) {
+    const auto error = (leaves[i].grad().to(torch::kDouble) - leaves_ref[i].grad()).abs().max().item<double>();
+    const auto scale = leaves_ref[i].grad().abs().max().item<double>();
+    EXPECT_LE(error, 1e-5 * std::max(1.0, scale)) << names[i];
+  }
+}
+
+}  // namespace
+
+TEST(CpuAttention, MatchesDoublePrecisionReferenceWithGradients) {
+  expect_matches_reference({2, 3, 17, 17, 0, 5});   // odd sizes: vector tails in every loop
+  expect_matches_reference({1, 2, 64, 64, 0, 32});  // the README CPU recipe's head shape
+  expect_matches_reference({2, 2, 3, 10, 7, 8});    // queries after cached keys
+  expect_matches_reference({1, 1, 1, 9, 8, 16});    // one new token seeing every key
+}
+
+TEST(CpuAttention, StaysFiniteForLargeScores) {
+  torch::manual_seed(3);
+  auto q = torch::randn({1, 2, 12, 8}) * 60, k = torch::randn({1, 2, 12, 8}) * 60, v = torch::randn({1, 2, 12, 8});
+  auto out = fused_cpu_causal_attention(q, k, v, 0);
+  EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+  EXPECT_LE((out.to(torch::kDouble) - reference_attention(q, k, v, 0)).abs().max().item<double>(), 1e-5);
+}
+
+TEST(CpuAttention, HeadsComeOutSideBySideWithoutACopy) {
+  auto q = torch::randn({2, 3, 5, 4});
+  auto out = fused_cpu_causal_attention(q, q, q, 0);
+  EXPECT_EQ(out.sizes(), q.sizes());
+  EXPECT_TRUE(out.transpose(1, 2).is_contiguous());
+}
+
+TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
+  auto q = torch::randn({1, 2, 6, 4}), k = torch::randn({1, 2, 6, 4}), v = torch::randn({1, 2, 6, 4});
+  k.index_put_({0, 1, 2, 0}, std::numeric_limits<float>::quiet_NaN());
+  auto row_has_nan = torch::isnan(fused_cpu_causal_attention(q, k, v, 0)).any(-1);  // (1, 2, 6)
+  EXPECT_FALSE(row_has_nan[0][0].any().item<bool>());
+  EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
+}
+
+TEST(CpuAttention, AppliesToFloat32CpuWithoutDropoutOnly) {
+  auto x = torch::randn({1, 1, 4, 4});
+  EXPECT_TRUE(fused_cpu_attention_applies(x, x, x, 0.0));
+  EXPECT_FALSE(fused_cpu_attention_applies(x, x, x, 0.1));
+  auto half = x.to(torch::kBFloat16);
+  EXPECT_FALSE(fused_cpu_attention_applies(half, half, half, 0.0));
+  auto keys = torch::randn({1, 1, 5, 4});
+  EXPECT_THROW(
+      {
+        try {
+          fused_cpu_causal_attention(x, keys, keys, 2);
+        } catch (const c10::Error& e) {
+          EXPECT_NE(std::string(e.what()).find("4 queries after 2 cached positions need more than 5 keys"),
+                    std::string::npos)
+              << e.what();
+          throw;
+        }
+      },
+      c10::Error);
+}
