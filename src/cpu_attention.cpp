@@ -85,7 +85,8 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
 
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p) {
   auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
-  return dropout_p == 0.0 && cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && q.size(2) > 0;
+  return dropout_p == 0.0 && cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && k.dim() == 4 &&
+         q.size(2) > 0 && k.size(2) <= kFusedAttentionMaxKeys;
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

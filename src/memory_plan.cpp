@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "nanogpt/cpu_attention.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
@@ -75,9 +76,9 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // One block's saved tensors: x (ln_1 input) and x+attn (ln_2 input) in fp32; the inputs of
   // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
   // c_fc, of GELU and of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
-  // With this port's fused CPU attention (float32, no dropout: cpu_attention.h) the softmax
+  // With this port's fused CPU attention (float32, no dropout, T <= 512: cpu_attention.h) the softmax
   // output is replaced by one log-normaliser per query, and backward makes no (T, T) tensors.
-  const bool fused_attention = !cuda && !autocast && !dropout;
+  const bool fused_attention = !cuda && !autocast && !dropout && T <= kFusedAttentionMaxKeys;
   const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
   const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
   const std::string attention_saved_formula = fused_attention ? "4*B*nh*T" : "p*B*nh*T*T";
@@ -131,11 +132,13 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
       beyond_head);
   activation_bytes += head_bytes + beyond_head;
 
-  // AdamW's step runs after the activations are gone; its sqrt/div temporaries of the
-  // largest parameter (wte) matter only for tiny batches.
+  // AdamW's step runs after the activations are gone; on CUDA its sqrt/div temporaries of
+  // the largest parameter (wte) matter only for tiny batches. On the CPU FusedAdamW makes none.
   const int64_t largest_param = std::max(VC, 4 * C * C);
-  add("optimizer step temporaries beyond activations", "max(0, 2*4*max(V*C, 4*C*C) - activations)",
-      std::max<int64_t>(0, 2 * 4 * largest_param - activation_bytes));
+  if (cuda) {
+    add("optimizer step temporaries beyond activations", "max(0, 2*4*max(V*C, 4*C*C) - activations)",
+        std::max<int64_t>(0, 2 * 4 * largest_param - activation_bytes));
+  }
   int64_t sum = 0;
   for (const auto& t : e.terms) sum += t.bytes;
   if (cuda) {

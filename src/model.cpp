@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/fused_adamw.h"
 #include "nanogpt/recompute.h"
 
 namespace nanogpt {
@@ -203,8 +204,8 @@ std::unique_ptr<torch::optim::AdamW> GPTImpl::configure_optimizers(double weight
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(decay, options(weight_decay));
   groups.emplace_back(no_decay, options(0.0));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups),
-                                               torch::optim::AdamWOptions(learning_rate).betas({betas.first, betas.second}));
+  return std::make_unique<FusedAdamW>(std::move(groups),
+                                      torch::optim::AdamWOptions(learning_rate).betas({betas.first, betas.second}));
 }
 
 double GPTImpl::estimate_mfu(int64_t fwdbwd_per_iter, double dt_seconds, double peak_flops) const {

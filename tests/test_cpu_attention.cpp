@@ -67,6 +67,8 @@ TEST(CpuAttention, MatchesDoublePrecisionReferenceWithGradients) {
   expect_matches_reference({1, 2, 64, 64, 0, 32});  // the README CPU recipe's head shape
   expect_matches_reference({2, 2, 3, 10, 7, 8});    // queries after cached keys
   expect_matches_reference({1, 1, 1, 9, 8, 16});    // one new token seeing every key
+  expect_matches_reference({1, 2, 70, 70, 0, 64});  // GPT-2's head size, keys past one 64-wide block
+  expect_matches_reference({1, 1, 5, 300, 295, 24});  // a long cache, head size 24 (3 vectors: run-time width)
 }
 
 TEST(CpuAttention, StaysFiniteForLargeScores) {
@@ -92,10 +94,14 @@ TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
   EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
 }
 
-TEST(CpuAttention, AppliesToFloat32CpuWithoutDropoutOnly) {
+TEST(CpuAttention, AppliesToFloat32CpuUpTo512KeysWithoutDropoutOnly) {
   auto x = torch::randn({1, 1, 4, 4});
   EXPECT_TRUE(fused_cpu_attention_applies(x, x, x, 0.0));
   EXPECT_FALSE(fused_cpu_attention_applies(x, x, x, 0.1));
+  auto most_keys = torch::randn({1, 1, kFusedAttentionMaxKeys, 4});
+  auto too_many_keys = torch::randn({1, 1, kFusedAttentionMaxKeys + 1, 4});
+  EXPECT_TRUE(fused_cpu_attention_applies(x, most_keys, most_keys, 0.0));
+  EXPECT_FALSE(fused_cpu_attention_applies(x, too_many_keys, too_many_keys, 0.0));
   auto half = x.to(torch::kBFloat16);
   EXPECT_FALSE(fused_cpu_attention_applies(half, half, half, 0.0));
   auto keys = torch::randn({1, 1, 5, 4});

@@ -7,8 +7,13 @@
 
 namespace nanogpt {
 
+// Past this many keys the fused backward, whose products are row-times-matrix loops, runs
+// slower than LibTorch's matrix products over the full (T, T) scores (measured: 0.8x the time
+// at 512 keys, 1.3x at 1024; docs/performance.md), so attention over more keys takes LibTorch's path.
+constexpr int64_t kFusedAttentionMaxKeys = 512;
+
 // Whether fused_cpu_causal_attention computes this attention: float32 q, k, v on the CPU,
-// without attention dropout.
+// at most kFusedAttentionMaxKeys keys, without attention dropout.
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p);
 
 // softmax(q k^T / sqrt(hs), causal) v over (B, nh, T, hs) tensors, differentiable. Query
