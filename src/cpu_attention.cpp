@@ -81,19 +81,22 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
   }
 };
 
+// float32 CPU (B, nh, T, hs) tensors of matching shapes, at least one query.
+bool computable(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
+  return cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && k.dim() == 4 && k.sizes() == v.sizes() &&
+         q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) && q.size(2) > 0;
+}
+
 }  // namespace
 
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p) {
-  auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
-  return dropout_p == 0.0 && cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && k.dim() == 4 &&
-         q.size(2) > 0 && k.size(2) <= kFusedAttentionMaxKeys;
+  return dropout_p == 0.0 && computable(q, k, v) && k.size(2) <= kFusedAttentionMaxKeys;
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       int64_t past_length) {
-  TORCH_CHECK(fused_cpu_attention_applies(q, k, v, 0.0) && k.dim() == 4 && k.sizes() == v.sizes() &&
-                  q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3),
-              "fused_cpu_causal_attention: float32 CPU (B, nh, T, hs) tensors expected");
+  TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 CPU (B, nh, T, hs) tensors expected");
   TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
               " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
   return heads_view(FusedCausalAttention::apply(q, k, v, past_length));

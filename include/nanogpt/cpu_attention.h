@@ -19,6 +19,8 @@ bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const
 // softmax(q k^T / sqrt(hs), causal) v over (B, nh, T, hs) tensors, differentiable. Query
 // row i sits at position past_length + i of the keys. The result is a (B, nh, Tq, hs) view
 // of a (B, Tq, nh, hs) tensor, so that re-assembling the heads side by side copies nothing.
+// Correct for any number of keys; causal_attention (compat.h) calls it where
+// fused_cpu_attention_applies.
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       int64_t past_length);
 

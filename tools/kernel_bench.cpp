@@ -1,0 +1,99 @@
+// Times this port's CPU kernels against the LibTorch code they replace, on one thread, and
+// prints a markdown table: the fused causal attention (forward, backward) against
+// _scaled_dot_product_attention with a bool mask, and FusedAdamW's step against AdamW's.
+// Usage: nanogpt_kernel_bench [--threads N] [--repeats N]
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nanogpt/cpu_attention.h"
+#include "nanogpt/fused_adamw.h"
+
+namespace {
+
+double milliseconds(const std::function<void()>& run, int repeats) {
+  run();  // warm-up: allocations, first-touch pages
+  std::vector<double> times;
+  for (int r = 0; r < repeats; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    run();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+struct AttentionTimes {
+  double forward, backward;
+};
+
+AttentionTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool fused, int repeats) {
+  torch::manual_seed(0);
+  auto q = torch::randn({B, H, T, D}).requires_grad_(true);
+  auto k = torch::randn({B, H, T, D}).requires_grad_(true);
+  auto v = torch::randn({B, H, T, D}).requires_grad_(true);
+  auto upstream = torch::randn({B, H, T, D});
+  auto mask = torch::ones({T, T}, torch::kBool).tril();
+  auto attend = [&] {
+    return fused ? nanogpt::fused_cpu_causal_attention(q, k, v, 0)
+                 : std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, 0.0));
+  };
+  const double forward = milliseconds([&] { torch::NoGradGuard no_grad; attend(); }, repeats);
+  const double both = milliseconds([&] { attend().backward(upstream); }, repeats);
+  return {forward, both - forward};
+}
+
+double time_adamw(bool fused, int repeats) {
+  // a GPT-2 124M-sized set of float32 parameters would take GiBs; the README CPU recipe's shapes
+  std::vector<torch::Tensor> params;
+  for (auto shape : std::vector<std::vector<int64_t>>{{65, 128}, {64, 128}, {384, 128}, {128, 128}, {512, 128},
+                                                      {128, 512}, {384, 128}, {128, 128}, {512, 128}, {128, 512},
+                                                      {384, 128}, {128, 128}, {512, 128}, {128, 512}, {384, 128},
+                                                      {128, 128}, {512, 128}, {128, 512}}) {
+    params.push_back(torch::randn(shape).requires_grad_(true));
+    params.back().mutable_grad() = torch::randn(shape);
+  }
+  std::unique_ptr<torch::optim::AdamW> optimizer =
+      fused ? std::make_unique<nanogpt::FusedAdamW>(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.1))
+            : std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(1e-3).weight_decay(0.1));
+  return milliseconds([&] { optimizer->step(); }, repeats);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 1, repeats = 20;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--threads") == 0) threads = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::atoi(argv[i + 1]);
+  }
+  at::set_num_threads(threads);
+  std::printf("%d thread(s), median of %d runs\n\n", threads, repeats);
+  std::printf("| attention (B, nh, T, hs) | LibTorch fwd ms | fused fwd ms | LibTorch bwd ms | fused bwd ms | fused / LibTorch, fwd+bwd |\n");
+  std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+  struct Shape {
+    int64_t B, H, T, D;
+    const char* what;
+  };
+  for (const Shape& s : std::vector<Shape>{{12, 4, 64, 32, "README CPU recipe"},
+                                           {64, 6, 256, 64, "baby GPT"},
+                                           {8, 12, 512, 64, "512 keys"},
+                                           {2, 12, 1024, 64, "GPT-2 (LibTorch's path is used)"}}) {
+    const int runs = s.T >= 512 ? std::max(3, repeats / 4) : repeats;
+    const AttentionTimes math = time_attention(s.B, s.H, s.T, s.D, false, runs);
+    const AttentionTimes fused = time_attention(s.B, s.H, s.T, s.D, true, runs);
+    std::printf("| %s (%ld, %ld, %ld, %ld) | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s.what, long(s.B), long(s.H),
+                long(s.T), long(s.D), math.forward, fused.forward, math.backward, fused.backward,
+                (fused.forward + fused.backward) / (math.forward + math.backward));
+  }
+  const double adamw = time_adamw(false, repeats), fused_adamw = time_adamw(true, repeats);
+  std::printf("\n| AdamW step, README CPU recipe's parameters | LibTorch ms | FusedAdamW ms | ratio |\n");
+  std::printf("| --- | ---: | ---: | ---: |\n");
+  std::printf("| 0.80M float32 parameters in 18 tensors | %.3f | %.3f | %.2f |\n", adamw, fused_adamw, fused_adamw / adamw);
+}
