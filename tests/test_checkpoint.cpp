@@ -11,6 +11,7 @@
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/compat.h"
+#include "nanogpt/config.h"
 #include "nanogpt/fileio.h"
 #include "nanogpt/pretrained.h"
 #include "nanogpt/torch_file.h"
@@ -213,6 +214,26 @@ TEST(Checkpoint, SizesAndCountsMustBeIntegersInRange) {
                                                  "': 'optimizer.state.0.step' must be a whole number in "
                                                  "0..9007199254740992, got " + shown);
   }
+}
+
+TEST(Checkpoint, ConfigIntegersMustBeIntegers) {
+  TempDir dir;
+  const std::string path = dir / "ckpt.pt";
+  GPT model(GPTConfig{8, 11, 1, 2, 16, 0.0, true});
+  const std::string origin = "checkpoint '" + path + "' config";
+  // a float past int64 was converted with undefined behaviour when sample read the config
+  for (const auto& [value, shown] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {1e30, "1e+30"}, {12.0, "12.0"}, {true, "true"}}) {
+    save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 0, 1e9, {{"batch_size", value}}, {}});
+    const CheckpointInfo info = read_checkpoint_info(path);
+    EXPECT_EQ(error_of([&] { config_from_json(info.config, origin); }),
+              origin + ": key 'batch_size' expects an integer, got " + shown);
+  }
+  const auto past_int64 = nlohmann::json::parse(R"({"max_iters": 9223372036854775808})");
+  EXPECT_EQ(error_of([&] { config_from_json(past_int64, "run.json"); }),
+            "run.json: key 'max_iters' expects an integer, got 9223372036854775808");
+  save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 0, 1e9, {{"batch_size", 12}}, {}});
+  EXPECT_EQ(config_from_json(read_checkpoint_info(path).config, origin).batch_size, 12);
 }
 
 TEST(Checkpoint, NanoGPTNamesAndTiedHeadAreWritten) {
