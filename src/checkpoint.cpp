@@ -2,8 +2,9 @@
 
 #include <torch/torch.h>
 
-#include <filesystem>
+#include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -28,6 +29,12 @@ const PickleValue& entry(const PickleValue& dict, const std::string& key, const 
   if (!value) fail(path, fmt::format("has no '{}' entry", key));
   return *value;
 }
+
+// The largest n_layer, n_head, n_embd, block_size or vocab_size taken from model_args: it
+// keeps the model's arithmetic (4 * n_embd, the block_size x block_size mask) inside int64.
+constexpr int64_t kMaxModelSize = 2147483647;
+// The largest iter_num or AdamW step: 2^53, up to which a double holds every integer.
+constexpr int64_t kMaxCount = int64_t{1} << 53;
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -93,14 +100,22 @@ nlohmann::json model_args_json(const GPTConfig& c) {
 }
 
 GPTConfig model_args_from_json(const nlohmann::json& j, const std::string& path) {
+  auto size = [&](const char* key) {
+    const nlohmann::json& value = j.at(key);
+    // get<int64_t> of a float or of an integer past int64 has undefined behaviour
+    if (!value.is_number_integer() || value < 1 || value > kMaxModelSize) {
+      fail(path, fmt::format("model_args '{}' must be an integer in 1..{}, got {}", key, kMaxModelSize, value.dump()));
+    }
+    return value.get<int64_t>();
+  };
   GPTConfig c;
   try {
-    c.n_layer = j.at("n_layer").get<int64_t>();
-    c.n_head = j.at("n_head").get<int64_t>();
-    c.n_embd = j.at("n_embd").get<int64_t>();
-    c.block_size = j.at("block_size").get<int64_t>();
+    c.n_layer = size("n_layer");
+    c.n_head = size("n_head");
+    c.n_embd = size("n_embd");
+    c.block_size = size("block_size");
     c.bias = j.at("bias").get<bool>();
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
+    c.vocab_size = size("vocab_size");
     c.dropout = j.value("dropout", 0.0);
   } catch (const nlohmann::json::exception& e) {
     fail(path, fmt::format("malformed model_args: {}", e.what()));
@@ -223,6 +238,17 @@ double number(TorchFile& file, const PickleValue& v, const std::string& what) {
   return j.get<double>();
 }
 
+// A count saved as a Python int (iter_num) or as a float tensor (AdamW's step). Casting a
+// float past int64, or NaN, to an integer has undefined behaviour: the range is checked first.
+int64_t count(TorchFile& file, const PickleValue& v, const std::string& what) {
+  const nlohmann::json j = plain_json(file, v, what);
+  const double value = j.is_number() ? j.get<double>() : std::nan("");
+  if (!(value >= 0 && value <= static_cast<double>(kMaxCount)) || value != std::floor(value)) {
+    fail(file.path(), fmt::format("'{}' must be a whole number in 0..{}, got {}", what, kMaxCount, j.dump()));
+  }
+  return static_cast<int64_t>(value);
+}
+
 void load_optimizer_state(TorchFile& file, const PickleValue& saved, torch::optim::AdamW& optimizer) {
   const std::string& path = file.path();
   const PickleValue& groups = entry(saved, "param_groups", path);
@@ -268,7 +294,7 @@ void load_optimizer_state(TorchFile& file, const PickleValue& saved, torch::opti
         return t.to(p.options()).clone();
       };
       auto param_state = std::make_unique<torch::optim::AdamWParamState>();
-      param_state->step(static_cast<int64_t>(number(file, entry(*found->second, "step", path), "step")));
+      param_state->step(count(file, entry(*found->second, "step", path), fmt::format("optimizer.state.{}.step", index)));
       param_state->exp_avg(moment("exp_avg"));
       param_state->exp_avg_sq(moment("exp_avg_sq"));
       if (found->second->get("max_exp_avg_sq")) param_state->max_exp_avg_sq(moment("max_exp_avg_sq"));
@@ -284,7 +310,7 @@ CheckpointInfo info_from(TorchFile& file) {
   const std::string& path = file.path();
   CheckpointInfo info;
   info.model_args = model_args_from_json(plain_json(file, entry(root, "model_args", path), "model_args"), path);
-  info.iter_num = static_cast<int64_t>(number(file, entry(root, "iter_num", path), "iter_num"));
+  info.iter_num = count(file, entry(root, "iter_num", path), "iter_num");
   info.best_val_loss = number(file, entry(root, "best_val_loss", path), "best_val_loss");
   PickleRef config = root.get("config");
   info.config = config ? plain_json(file, *config, "config") : nlohmann::json::object();

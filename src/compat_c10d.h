@@ -1,7 +1,9 @@
 #pragma once
 // The c10d differences between LibTorch 1.13 and 2.x, beside compat.h but kept out of it so
-// that only src/distributed.cpp compiles the c10d headers. CMake defines NANOGPT_WITH_GLOO
-// when Gloo's headers are found and NANOGPT_WITH_NCCL when a CUDA LibTorch and nccl.h are;
+// that only the distributed component's c10d sources (src/process_group.cpp,
+// src/data_parallel.cpp, through src/process_group_impl.h) compile the c10d headers. For
+// them CMake defines NANOGPT_WITH_GLOO when Gloo's headers are found and NANOGPT_WITH_NCCL
+// when a CUDA LibTorch and nccl.h are;
 // LibTorch's headers hide each backend behind USE_C10D_GLOO / USE_C10D_NCCL.
 #include <torch/version.h>
 

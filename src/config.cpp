@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
@@ -340,14 +341,21 @@ nlohmann::json to_json(const TrainConfig& config) {
   return j;
 }
 
-TrainConfig config_from_json(const nlohmann::json& j) {
+TrainConfig config_from_json(const nlohmann::json& j, const std::string& origin) {
   TrainConfig config = default_config();
   for (const auto& spec : key_specs()) {
     if (!j.contains(spec.name)) continue;
+    const nlohmann::json& value = j.at(spec.name);
     std::visit(
         [&](auto member) {
           using T = std::decay_t<decltype(config.*member)>;
-          config.*member = j.at(spec.name).get<T>();
+          if constexpr (std::is_same_v<T, int64_t>) {
+            // get<int64_t> of a float or of an integer past int64 has undefined behaviour
+            if (!value.is_number_integer() || (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
+              throw ConfigError(fmt::format("{}: key '{}' expects an integer, got {}", origin, spec.name, value.dump()));
+            }
+          }
+          config.*member = value.get<T>();
         },
         spec.field);
   }

@@ -34,6 +34,10 @@ const Gpt2Shape& shape_of(const std::string& model_type) {
   throw std::invalid_argument(fmt::format("'{}' is not one of gpt2, gpt2-medium, gpt2-large, gpt2-xl", model_type));
 }
 
+// The largest n_layer, n_head, n_embd, vocab_size or n_positions taken from config.json: it
+// keeps the model's arithmetic (4 * n_embd, the block_size x block_size mask) inside int64.
+constexpr int64_t kMaxModelSize = 2147483647;
+
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
@@ -127,11 +131,20 @@ GPTConfig read_pretrained_config(const std::string& dir, const std::string& mode
   if (fs::is_regular_file(config_path)) {
     try {
       const auto j = nlohmann::json::parse(read_file(config_path.string()));
-      args.n_layer = j.at("n_layer").get<int64_t>();
-      args.n_head = j.at("n_head").get<int64_t>();
-      args.n_embd = j.at("n_embd").get<int64_t>();
-      args.vocab_size = j.at("vocab_size").get<int64_t>();
-      args.block_size = j.contains("n_positions") ? j.at("n_positions").get<int64_t>() : j.at("n_ctx").get<int64_t>();
+      auto size = [&](const char* key) {
+        const nlohmann::json& value = j.at(key);
+        // get<int64_t> of a float or of an integer past int64 has undefined behaviour
+        if (!value.is_number_integer() || value < 1 || value > kMaxModelSize) {
+          throw std::runtime_error(fmt::format("'{}': {} must be an integer in 1..{}, got {}", config_path.string(),
+                                               key, kMaxModelSize, value.dump()));
+        }
+        return value.get<int64_t>();
+      };
+      args.n_layer = size("n_layer");
+      args.n_head = size("n_head");
+      args.n_embd = size("n_embd");
+      args.vocab_size = size("vocab_size");
+      args.block_size = size(j.contains("n_positions") ? "n_positions" : "n_ctx");
     } catch (const nlohmann::json::exception& e) {
       throw std::runtime_error(fmt::format("'{}': expected GPT-2's n_layer, n_head, n_embd, vocab_size and "
                                            "n_positions: {}",

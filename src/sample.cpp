@@ -38,6 +38,7 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
     throw std::invalid_argument(fmt::format("--init_from must be resume, gpt2, gpt2-medium, gpt2-large or gpt2-xl, got '{}'",
                                             options.init_from));
   }
+  const std::string checkpoint_path = (fs::path(options.out_dir) / "ckpt.pt").string();
   CheckpointInfo info;
   GPT model{nullptr};
   if (pretrained) {
@@ -45,14 +46,20 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
     model = GPT(read_pretrained_config(dir, options.init_from, 0.0));
     load_pretrained_weights(dir, model);
   } else {
-    model = load_model((fs::path(options.out_dir) / "ckpt.pt").string(), &info);
+    model = load_model(checkpoint_path, &info);
   }
   model->eval();
   model->to(device);
 
   // the dataset's character vocabulary, else GPT-2 BPE as in sample.py (always for gpt2*)
   std::string data_dir = options.data_dir;
-  if (data_dir.empty() && !pretrained) data_dir = config_from_json(info.config).resolved_data_dir();
+  if (data_dir.empty() && !pretrained) {
+    try {
+      data_dir = config_from_json(info.config, fmt::format("checkpoint '{}' config", checkpoint_path)).resolved_data_dir();
+    } catch (const ConfigError& e) {  // the checkpoint is at fault, not the command line
+      throw CheckpointError(e.what());
+    }
+  }
   const std::optional<DatasetMeta> meta = data_dir.empty() ? std::nullopt : read_dataset_meta(data_dir);
   std::function<std::vector<int64_t>(const std::string&)> encode;
   std::function<std::string(const std::vector<int64_t>&)> decode;

@@ -1,4 +1,5 @@
-// nanoGPT's train.py as one readable loop: set-up, get_batch, estimate_loss, get_lr, the loop.
+// nanoGPT's train.py as one readable loop: set-up, get_batch, estimate_loss, get_lr, the loop
+// (the set-up's helpers are in train_setup.cpp, what it says of memory in train_memory.cpp).
 #include "nanogpt/train.h"
 
 #include <torch/torch.h>
@@ -20,11 +21,11 @@
 #include "nanogpt/distributed.h"
 #include "nanogpt/finite_watch.h"
 #include "nanogpt/grad_scaler.h"
-#include "nanogpt/memory_plan.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/metrics.h"
 #include "nanogpt/model.h"
-#include "nanogpt/tokenizer.h"
+#include "train_memory.h"
+#include "train_setup.h"
 
 namespace nanogpt {
 
@@ -44,134 +45,16 @@ double get_lr(const TrainConfig& c, int64_t it) {
 
 namespace {
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-// The dataset's vocabulary size, from meta.json or nanoGPT's meta.pkl, when it has one. A
-// GPT-2 BPE dataset has none in nanoGPT (no meta.pkl), so the model gets the padded 50304.
-std::optional<int64_t> meta_vocab_size(const std::string& data_dir) {
-  const std::optional<DatasetMeta> meta = read_dataset_meta(data_dir);
-  return meta && meta->tokenizer != "gpt2" ? std::optional<int64_t>(meta->vocab_size) : std::nullopt;
-}
-
-TokenFile open_split(const TrainConfig& c, const std::string& name, int64_t vocab_size) {
-  const fs::path path = fs::path(c.resolved_data_dir()) / (name + ".bin");
-  if (!fs::exists(path)) {
-    throw DataError(fmt::format("token file '{}' does not exist; prepare the dataset first (see data/README.md) "
-                                "or set data_dir",
-                                path.string()));
-  }
-  TokenFile file(path.string(), vocab_size);
-  if (file.size() <= c.block_size) {
-    throw DataError(fmt::format("token file '{}' has {} tokens; block_size {} needs at least {}", path.string(),
-                                file.size(), c.block_size, c.block_size + 1));
-  }
-  return file;
-}
-
-nlohmann::json peaks_json(const MemoryPeaks& peaks) {
-  auto value = [](int64_t v) { return v < 0 ? nlohmann::json(nullptr) : nlohmann::json(v); };
-  return {{"peak_tensor_bytes", value(peaks.cpu_tensor_bytes)},
-          {"peak_rss_bytes", value(peaks.peak_rss_bytes)},
-          {"cuda_peak_allocated_bytes", value(peaks.cuda_allocated_bytes)},
-          {"cuda_peak_reserved_bytes", value(peaks.cuda_reserved_bytes)}};
-}
-
-std::string peaks_text(const MemoryPeaks& peaks) {
-  if (peaks.cuda_allocated_bytes >= 0) {
-    return fmt::format(", peak alloc {}, reserved {}", format_bytes(peaks.cuda_allocated_bytes),
-                       format_bytes(peaks.cuda_reserved_bytes));
-  }
-  std::string text;
-  if (peaks.cpu_tensor_bytes >= 0) text += ", peak tensors " + format_bytes(peaks.cpu_tensor_bytes);
-  if (peaks.peak_rss_bytes >= 0) text += ", peak rss " + format_bytes(peaks.peak_rss_bytes);
-  return text;
-}
-
-std::string describe_setting(const TrainConfig& c) {
-  return fmt::format("batch_size {} x gradient_accumulation_steps {}, activation_checkpointing {}{}, loss_chunk_size {}",
-                     c.batch_size, c.gradient_accumulation_steps, c.activation_checkpointing,
-                     c.activation_checkpointing == "blocks" ? fmt::format(" (every {})", c.checkpoint_every) : "",
-                     c.loss_chunk_size);
-}
-
-// The planner's answer to an out-of-memory error: what the failed setting needs and,
-// for the budget (memory_budget, else nothing known), a setting that fits.
-std::string out_of_memory_advice(const TrainConfig& config, int64_t vocab_size, const std::exception& error) {
-  std::string first_line = error.what();
-  first_line = first_line.substr(0, first_line.find('\n'));
-  const MemoryDevice device = memory_device_from_name(config.device);
-  std::string advice = fmt::format(
-      "out of memory at micro-batch {} x {} tokens ({}). The estimate for {} is {}.", config.batch_size,
-      config.block_size, first_line, describe_setting(config),
-      format_bytes(estimate_memory(config, vocab_size, device).total_bytes));
-  if (!config.memory_budget.empty()) {
-    try {
-      const MemoryPlan plan =
-          plan_memory(config, vocab_size, device, parse_byte_size(config.memory_budget, "memory_budget"));
-      advice += fmt::format(" For the budget {} the planner suggests {} (estimated peak {}).", config.memory_budget,
-                            describe_setting(plan.config), format_bytes(plan.estimate.total_bytes));
-    } catch (const MemoryPlanError& e) {
-      advice += std::string(" ") + e.what() + ".";
-    }
-  }
-  return advice + " With auto_fit: true the trainer halves the micro-batch and doubles the accumulation by itself.";
-}
-
-using Print = std::function<void(const std::string&)>;
-
-// The model's shape: the config's, or the checkpoint's when resuming (dropout may change).
-GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>& meta_vocab,
-                         const CheckpointInfo& resumed, const std::string& pretrained_dir, const Print& print) {
-  GPTConfig args{config.block_size, 0, config.n_layer, config.n_head, config.n_embd, config.dropout, config.bias};
-  if (config.init_from == "scratch") {
-    print("Initializing a new model from scratch");
-    if (!meta_vocab) print("defaulting to vocab_size of GPT-2 to 50304 (50257 rounded up for efficiency)");
-    args.vocab_size = meta_vocab.value_or(50304);
-  } else if (is_pretrained_gpt2(config.init_from)) {
-    print(fmt::format("Initializing from OpenAI GPT-2 weights: {} ({})", config.init_from, pretrained_dir));
-    std::string note;
-    args = read_pretrained_config(pretrained_dir, config.init_from, config.dropout, &note);
-    if (!note.empty()) print(note);
-  } else {
-    print(fmt::format("Resuming training from {}", config.out_dir));
-    const GPTConfig& saved = resumed.model_args;
-    args = {saved.block_size, saved.vocab_size, saved.n_layer, saved.n_head, saved.n_embd, config.dropout, saved.bias};
-  }
-  if (meta_vocab && args.vocab_size < *meta_vocab) {
-    throw DataError(fmt::format("the model's vocab_size {} is smaller than the dataset's {}", args.vocab_size,
-                                *meta_vocab));
-  }
-  return args;
-}
-
-// The planner's setting for memory_budget, applied before anything is allocated.
-void apply_memory_plan(TrainConfig& config, int64_t vocab_size, const Print& print) {
-  const int64_t budget = parse_byte_size(config.memory_budget, "memory_budget");
-  const MemoryPlan plan = plan_memory(config, vocab_size, memory_device_from_name(config.device), budget);
-  config.batch_size = plan.config.batch_size;
-  config.gradient_accumulation_steps = plan.config.gradient_accumulation_steps;
-  config.activation_checkpointing = plan.config.activation_checkpointing;
-  config.checkpoint_every = plan.config.checkpoint_every;
-  config.loss_chunk_size = plan.config.loss_chunk_size;
-  print(fmt::format("memory plan for {}: {} (estimated peak {})", config.memory_budget, describe_setting(config),
-                    format_bytes(plan.estimate.total_bytes)));
-}
-
-void print_parameter_groups(const torch::optim::AdamW& optimizer, const Print& print) {
-  for (size_t g = 0; g < 2; ++g) {
-    int64_t n = 0;
-    for (const auto& p : optimizer.param_groups()[g].params()) n += p.numel();
-    print(fmt::format("num {}decayed parameter tensors: {}, with {} parameters", g == 0 ? "" : "non-",
-                      optimizer.param_groups()[g].params().size(), with_commas(n)));
-  }
-}
+using detail::apply_memory_plan;
+using detail::meta_vocab_size;
+using detail::model_args_for;
+using detail::open_split;
+using detail::out_of_memory_advice;
+using detail::peaks_json;
+using detail::peaks_text;
+using detail::print_parameter_groups;
+using detail::Print;
+using detail::with_commas;
 
 void set_learning_rate(torch::optim::AdamW& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) {

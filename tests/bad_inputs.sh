@@ -51,6 +51,8 @@ head -c 3000 out/ckpt.pt > cut/ckpt.pt
 echo "not a checkpoint" > notzip/ckpt.pt
 printf '{' > vocab_bad/encoder.json; : > vocab_bad/vocab.bpe
 printf 'batch_size = len("ab")\n' > call_config.py
+mkdir -p hugecfg; : > hugecfg/model.safetensors
+printf '{"n_layer": 1e30, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}' > hugecfg/config.json
 if [ $python_torch = 1 ]; then
   /usr/bin/python3 - <<'PY'
 import os, torch
@@ -66,6 +68,8 @@ save("module", dict(good, model=torch.nn.Linear(2, 2)))
 save("shape", dict(good, model_args=dict(good["model_args"], n_embd=32)))
 save("intweights", dict(good, model={k: v.long() for k, v in good["model"].items()}))
 save("nomodel", {k: v for k, v in good.items() if k != "model"})
+save("floatargs", dict(good, model_args=dict(good["model_args"], n_layer=1e30)))
+save("floatconfig", dict(good, config=dict(good["config"], batch_size=1e30)))
 PY
 fi
 
@@ -108,9 +112,12 @@ add 1 "global 'torch.nn.modules.linear.Linear' is not on the allow-list" torch "
 add 1 "tensor 'transformer.wte.weight' has shape 27x16 but the model expects 27x32" torch "sample --out_dir=shape"
 add 1 "tensor 'transformer.wte.weight' holds Long; weights must be floating point" torch "sample --out_dir=intweights"
 add 1 "checkpoint 'nomodel/ckpt.pt': has no 'model' entry" torch "train tiny.yaml --init_from=resume --out_dir=nomodel"
+add 1 "checkpoint 'floatargs/ckpt.pt': model_args 'n_layer' must be an integer in 1..2147483647, got 1e+30" torch "sample --out_dir=floatargs"
+add 1 "checkpoint 'floatconfig/ckpt.pt' config: key 'batch_size' expects an integer, got 1e+30" torch "sample --out_dir=floatconfig"
 add 2 "--format must be 'hf', got 'onnx'" - "export --format onnx --ckpt out/ckpt.pt hf"
 add 2 "cannot be exported as GPT2LMHeadModel" - "export --ckpt out/ckpt.pt hf"
 add 1 "no gpt2 weights found" - "train tiny.yaml --init_from=gpt2 --pretrained_dir=nowhere --out_dir=o10"
+add 1 "'hugecfg/config.json': n_layer must be an integer in 1..2147483647, got 1e+30" - "train tiny.yaml --init_from=gpt2 --pretrained_dir=hugecfg --out_dir=o11"
 # tokenizer files
 add 1 "vocab dir 'nowhere' has no encoder.json; expected GPT-2's encoder.json and vocab.bpe there" - "tokenize encode --vocab-dir nowhere text.txt"
 add 1 "vocab_bad/encoder.json: not valid JSON" - "tokenize encode --vocab-dir vocab_bad text.txt"
@@ -152,7 +159,7 @@ for row in "${rows[@]}"; do
   fi
   [ -n "$markdown" ] && printf '| %d | %s | `nanogpt %s` | %s |\n' "$ran" "$got" "$command" "${message//|/\\|}"
 done
-for d in o1 o2 o3 o4 o5 o6 o7 o8 o9 o10; do
+for d in o1 o2 o3 o4 o5 o6 o7 o8 o9 o10 o11; do
   [ ! -e "$d/ckpt.pt" ] || { echo "FAIL: a failed run left $d/ckpt.pt" >&2; failures=$((failures + 1)); }
 done
 echo "bad inputs: $ran run, $skipped skipped (no python3-torch or no GPT-2 vocabulary), $failures failed" >&2

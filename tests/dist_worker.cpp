@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   }
   try {
     std::ifstream in(argv[1]);
-    const nanogpt::TrainConfig config = nanogpt::config_from_json(nlohmann::json::parse(in));
+    const nanogpt::TrainConfig config = nanogpt::config_from_json(nlohmann::json::parse(in), argv[1]);
     const char* rank = std::getenv("RANK");
     const std::string params_path = config.out_dir + "/params_rank" + (rank != nullptr ? rank : "0") + ".pt";
     const char* eval_sleep = std::getenv("NANOGPT_TEST_EVAL_SLEEP_S");

@@ -4,10 +4,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <climits>
 #include <fstream>
+#include <map>
+#include <tuple>
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/compat.h"
+#include "nanogpt/config.h"
 #include "nanogpt/fileio.h"
 #include "nanogpt/pretrained.h"
 #include "nanogpt/torch_file.h"
@@ -118,6 +122,118 @@ TEST(Checkpoint, TruncatedFileIsAClearErrorAndTheOldFileSurvivesAFailedWrite) {
   EXPECT_THROW(save_checkpoint(dir / "ckpt2.pt", model, nullptr, CheckpointInfo{model->config, 6, 1.0, {}, {}}),
                std::exception);
   EXPECT_EQ(read_checkpoint_info(path).iter_num, 5);
+}
+
+namespace {
+
+// A checkpoint of GPTConfig{8, 11, 1, 2, 16} (block, vocab, layers, heads, width) with
+// `changed` in place of a model_args entry or of iter_num, and AdamW's state for the first
+// parameter with the given step (a float tensor, as PyTorch saves it).
+void write_checkpoint_with(const std::string& path, const std::map<std::string, PickleRef>& changed,
+                           const at::Tensor& step = at::scalar_tensor(1.0, at::kFloat)) {
+  GPT model(GPTConfig{8, 11, 1, 2, 16, 0.0, true});
+  auto optimizer = model->configure_optimizers(0.1, 1e-3, {0.9, 0.95});
+  TorchFileWriter writer;
+  auto value = [&](const std::string& key, PickleRef otherwise) {
+    return changed.count(key) ? changed.at(key) : otherwise;
+  };
+  std::vector<std::pair<PickleRef, PickleRef>> weights, args;
+  for (const auto& item : model->named_parameters()) {
+    weights.emplace_back(pickle_string(item.key()), writer.tensor(item.value().detach()));
+  }
+  for (const auto& [key, size] : std::vector<std::pair<std::string, int64_t>>{
+           {"n_layer", 1}, {"n_head", 2}, {"n_embd", 16}, {"block_size", 8}, {"vocab_size", 11}}) {
+    args.emplace_back(pickle_string(key), value(key, pickle_int(size)));
+  }
+  args.emplace_back(pickle_string("bias"), pickle_bool(true));
+  int64_t index = 0;
+  std::vector<PickleRef> groups;
+  for (const auto& group : optimizer->param_groups()) {
+    std::vector<PickleRef> params;
+    for (size_t k = 0; k < group.params().size(); ++k) params.push_back(pickle_int(index++));
+    groups.push_back(pickle_dict({{pickle_string("lr"), pickle_float(1e-3)},
+                                  {pickle_string("betas"), pickle_tuple({pickle_float(0.9), pickle_float(0.95)})},
+                                  {pickle_string("eps"), pickle_float(1e-8)},
+                                  {pickle_string("weight_decay"), pickle_float(0.0)},
+                                  {pickle_string("params"), pickle_list(std::move(params))}}));
+  }
+  const at::Tensor first = optimizer->param_groups()[0].params()[0];
+  PickleRef moments = pickle_dict({{pickle_string("step"), writer.tensor(step)},
+                                   {pickle_string("exp_avg"), writer.tensor(at::zeros_like(first))},
+                                   {pickle_string("exp_avg_sq"), writer.tensor(at::zeros_like(first))}});
+  PickleRef adamw = pickle_dict({{pickle_string("state"), pickle_dict({{pickle_int(0), moments}})},
+                                 {pickle_string("param_groups"), pickle_list(std::move(groups))}});
+  writer.save(path, *pickle_dict({{pickle_string("model"), pickle_ordered_dict(std::move(weights))},
+                                  {pickle_string("optimizer"), adamw},
+                                  {pickle_string("model_args"), pickle_dict(std::move(args))},
+                                  {pickle_string("iter_num"), value("iter_num", pickle_int(3))},
+                                  {pickle_string("best_val_loss"), pickle_float(2.0)}}));
+}
+
+}  // namespace
+
+TEST(Checkpoint, SizesAndCountsMustBeIntegersInRange) {
+  TempDir dir;
+  const std::string path = dir / "ckpt.pt";
+  auto load_with_optimizer = [&] {
+    GPT model = load_model(path);
+    auto optimizer = model->configure_optimizers(0.1, 1e-3, {0.9, 0.95});
+    load_checkpoint_state(path, model, optimizer.get());
+  };
+  write_checkpoint_with(path, {{"iter_num", pickle_float(7.0)}}, at::scalar_tensor(5.0, at::kFloat));
+  EXPECT_EQ(error_of(load_with_optimizer), "no error");
+  EXPECT_EQ(read_checkpoint_info(path).iter_num, 7);
+
+  // a float past int64 was converted with undefined behaviour; 0 heads divided by zero
+  const std::vector<std::tuple<std::string, PickleRef, std::string>> bad_sizes = {
+      {"n_layer", pickle_float(1e30), "1e+30"},  {"n_head", pickle_int(0), "0"},
+      {"n_embd", pickle_float(16.0), "16.0"},    {"block_size", pickle_int(-1), "-1"},
+      {"vocab_size", pickle_int(2147483648), "2147483648"}};
+  for (const auto& [key, value, shown] : bad_sizes) {
+    write_checkpoint_with(path, {{key, value}});
+    EXPECT_EQ(error_of([&] { read_checkpoint_info(path); }),
+              "checkpoint '" + path + "': model_args '" + key + "' must be an integer in 1..2147483647, got " + shown);
+  }
+  const std::vector<std::pair<PickleRef, std::string>> bad_iter_nums = {
+      {pickle_float(1e30), "1e+30"},
+      {pickle_float(2.5), "2.5"},
+      {pickle_int(-1), "-1"},
+      {pickle_int(INT64_MAX), "9223372036854775807"},  // 2^63 as a double, one past int64
+      {pickle_string("7"), "\"7\""}};
+  for (const auto& [value, shown] : bad_iter_nums) {
+    write_checkpoint_with(path, {{"iter_num", value}});
+    EXPECT_EQ(error_of([&] { read_checkpoint_info(path); }),
+              "checkpoint '" + path + "': 'iter_num' must be a whole number in 0..9007199254740992, got " + shown);
+  }
+  // AdamW's step is a float32 tensor in PyTorch's checkpoints
+  const std::vector<std::pair<double, std::string>> bad_steps = {
+      {2.5, "2.5"}, {-1.0, "-1.0"}, {9223372036854775807.0, "9.223372036854776e+18"}};
+  for (const auto& [step, shown] : bad_steps) {
+    write_checkpoint_with(path, {}, at::scalar_tensor(step, at::kFloat));
+    EXPECT_EQ(error_of(load_with_optimizer), "checkpoint '" + path +
+                                                 "': 'optimizer.state.0.step' must be a whole number in "
+                                                 "0..9007199254740992, got " + shown);
+  }
+}
+
+TEST(Checkpoint, ConfigIntegersMustBeIntegers) {
+  TempDir dir;
+  const std::string path = dir / "ckpt.pt";
+  GPT model(GPTConfig{8, 11, 1, 2, 16, 0.0, true});
+  const std::string origin = "checkpoint '" + path + "' config";
+  // a float past int64 was converted with undefined behaviour when sample read the config
+  for (const auto& [value, shown] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {1e30, "1e+30"}, {12.0, "12.0"}, {true, "true"}}) {
+    save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 0, 1e9, {{"batch_size", value}}, {}});
+    const CheckpointInfo info = read_checkpoint_info(path);
+    EXPECT_EQ(error_of([&] { config_from_json(info.config, origin); }),
+              origin + ": key 'batch_size' expects an integer, got " + shown);
+  }
+  const auto past_int64 = nlohmann::json::parse(R"({"max_iters": 9223372036854775808})");
+  EXPECT_EQ(error_of([&] { config_from_json(past_int64, "run.json"); }),
+            "run.json: key 'max_iters' expects an integer, got 9223372036854775808");
+  save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 0, 1e9, {{"batch_size", 12}}, {}});
+  EXPECT_EQ(config_from_json(read_checkpoint_info(path).config, origin).batch_size, 12);
 }
 
 TEST(Checkpoint, NanoGPTNamesAndTiedHeadAreWritten) {

@@ -69,7 +69,7 @@ TEST(Config, OverrideAcceptsPythonLiteralsForStrings) {
 
 TEST(Config, JsonRoundTrip) {
   TrainConfig c = load_config("", {"--device=cpu", "--n_layer=3", "--dropout=0.1", "--wandb_log=True"});
-  const TrainConfig back = config_from_json(to_json(c));
+  const TrainConfig back = config_from_json(to_json(c), "to_json");
   EXPECT_EQ(to_json(back), to_json(c));
 }
 

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -101,6 +102,25 @@ TEST(Pretrained, HubFilesLoadWithNanoGPTsConversion) {
     load_pretrained_weights(dir.path().string(), loaded);
     const at::Tensor idx = torch::randint(50, {2, 16}, torch::kLong);
     EXPECT_TRUE(at::equal(all_logits(loaded, idx), all_logits(source, idx))) << format;
+  }
+}
+
+TEST(Pretrained, ConfigJsonSizesMustBeIntegersInRange) {
+  TempDir dir;
+  const std::string path = dir / "config.json";
+  // a float past int64 was converted with undefined behaviour; 0 heads divided by zero
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {R"({"n_layer": 1e30, "n_head": 2, "n_embd": 16, "vocab_size": 50, "n_positions": 16})", "n_layer", "1e+30"},
+      {R"({"n_layer": 2, "n_head": 0, "n_embd": 16, "vocab_size": 50, "n_positions": 16})", "n_head", "0"},
+      {R"({"n_layer": 2, "n_head": 2, "n_embd": 16.0, "vocab_size": 50, "n_positions": 16})", "n_embd", "16.0"},
+      {R"({"n_layer": 2, "n_head": 2, "n_embd": 16, "vocab_size": 18446744073709551615, "n_positions": 16})",
+       "vocab_size", "18446744073709551615"},
+      {R"({"n_layer": 2, "n_head": 2, "n_embd": 16, "vocab_size": 50, "n_positions": -1})", "n_positions", "-1"},
+      {R"({"n_layer": 2, "n_head": 2, "n_embd": 16, "vocab_size": 50, "n_ctx": 2147483648})", "n_ctx", "2147483648"}};
+  for (const auto& [json, key, value] : cases) {
+    nanogpt::testing::write_text(path, json);
+    EXPECT_EQ(error_of([&] { read_pretrained_config(dir.path().string(), "gpt2", 0.0); }),
+              "'" + path + "': " + key + " must be an integer in 1..2147483647, got " + value);
   }
 }
 

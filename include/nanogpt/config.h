@@ -106,7 +106,9 @@ void validate(const TrainConfig& config);
 TrainConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides);
 
 nlohmann::json to_json(const TrainConfig& config);
-TrainConfig config_from_json(const nlohmann::json& j);
+// Keys of `j` on top of the defaults; a number that does not fit its key (a float or an
+// integer past int64 for an integer key) is a ConfigError naming `origin`, the key and the value.
+TrainConfig config_from_json(const nlohmann::json& j, const std::string& origin);
 
 // The YAML text of a config, one `key: value` line per key.
 std::string to_yaml(const TrainConfig& config);

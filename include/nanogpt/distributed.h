@@ -3,7 +3,7 @@
 // torchrun: the rank and world from torchrun's environment, a TCPStore and a Gloo (CPU) or
 // NCCL (CUDA) process group, rank 0's parameters broadcast at the start, and gradients
 // averaged over all ranks in flattened buckets, once per optimizer step, on the last
-// micro-step's backward pass. The c10d headers stay in src/distributed.cpp.
+// micro-step's backward pass. The c10d headers stay in src/ (process_group_impl.h).
 #include <ATen/ATen.h>
 
 #include <chrono>
@@ -80,7 +80,7 @@ class ProcessGroup {
   // exception naming `what`. Every rank must call it at the same point of the run.
   void run_on_rank0(const std::string& what, const std::function<void()>& work);
 
-  struct Impl;  // the c10d objects, in src/distributed.cpp
+  struct Impl;  // the c10d objects, in src/process_group_impl.h
 
  private:
   friend class DistributedDataParallel;
