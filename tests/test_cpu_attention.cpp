@@ -94,7 +94,7 @@ TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
   EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
 }
 
-TEST(CpuAttention, AppliesToFloat32CpuUpTo512KeysWithoutDropoutOnly) {
+TEST(CpuAttention, AppliesToFloat32CpuUpTo384KeysWithoutDropoutOnly) {
   auto x = torch::randn({1, 1, 4, 4});
   EXPECT_TRUE(fused_cpu_attention_applies(x, x, x, 0.0));
   EXPECT_FALSE(fused_cpu_attention_applies(x, x, x, 0.1));

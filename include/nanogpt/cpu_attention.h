@@ -7,10 +7,11 @@
 
 namespace nanogpt {
 
-// Past this many keys the fused backward, whose products are row-times-matrix loops, runs
-// slower than LibTorch's matrix products over the full (T, T) scores (measured: 0.8x the time
-// at 512 keys, 1.3x at 1024; docs/performance.md), so attention over more keys takes LibTorch's path.
-constexpr int64_t kFusedAttentionMaxKeys = 512;
+// Past this many keys the fused backward, whose products are row-times-matrix loops, loses
+// to LibTorch's matrix products over the full (T, T) scores (fwd+bwd time, fused / LibTorch,
+// on this machine's EPYC: 0.75 at 384 keys, 0.9-1.4 at 512, 1.5 at 1024; `nanogpt_kernel_bench`,
+// docs/performance.md), so attention over more keys takes LibTorch's path.
+constexpr int64_t kFusedAttentionMaxKeys = 384;
 
 // Whether fused_cpu_causal_attention computes this attention: float32 q, k, v on the CPU,
 // at most kFusedAttentionMaxKeys keys, without attention dropout.
