@@ -2,6 +2,9 @@
 
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <torch/version.h>
 
 #include <atomic>
@@ -92,6 +95,13 @@ void install_counting_cpu_allocator() {
   if (counting_allocator != nullptr) return;
   counting_allocator = new CountingCpuAllocator();
   c10::SetCPUAllocator(counting_allocator, /*priority=*/100);
+}
+
+void keep_freed_cpu_memory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 bool counting_cpu_allocator_installed() { return counting_allocator != nullptr; }

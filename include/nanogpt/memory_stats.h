@@ -10,6 +10,13 @@ namespace nanogpt {
 // Replaces LibTorch's CPU allocator by one that counts the bytes of live tensors.
 // Idempotent; tensors allocated before keep their own deleters and are not counted.
 void install_counting_cpu_allocator();
+
+// Tells glibc's malloc to keep freed tensor memory for the next step instead of giving it
+// back to the kernel: a fixed mmap threshold of 32 MiB (its maximum; by default it adapts
+// and 1-32 MiB tensors move between mmap and the heap) and a trim threshold of 1 GiB. Each
+// step then reuses the pages of the last one instead of faulting in and zeroing fresh pages.
+// Process-wide, so the binary calls it once; a no-op without glibc.
+void keep_freed_cpu_memory();
 bool counting_cpu_allocator_installed();
 
 // Caps the bytes that tensors may hold on `device` (0: no cap), the way a smaller GPU

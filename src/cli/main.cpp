@@ -7,6 +7,7 @@
 
 int main(int argc, char** argv) {
   nanogpt::install_counting_cpu_allocator();  // peak tensor bytes in the training logs
+  nanogpt::keep_freed_cpu_memory();
   CLI::App app{"nanogpt: train GPT models from YAML configs and sample from checkpoints (a LibTorch port of nanoGPT)"};
   app.require_subcommand(1);
   nanogpt::cli::add_train_command(app);
