@@ -14,7 +14,7 @@ namespace nanogpt::attention_kernel {
 namespace {
 
 typedef float Vec8 __attribute__((vector_size(32)));
-typedef float UnalignedVec8 __attribute__((vector_size(32), aligned(4)));
+typedef float UnalignedVec8 __attribute__((vector_size(32), aligned(4), may_alias));
 constexpr int64_t kLanes = 8;
 
 NANOGPT_ALWAYS_INLINE Vec8 load(const float* p) { return *reinterpret_cast<const UnalignedVec8*>(p); }

@@ -26,7 +26,8 @@ for target in "${targets[@]}"; do
   case $target in
     pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
     torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-lc10) ;;
-    config) sources=(src/config.cpp src/compat.cpp src/pretokenize.cpp); libs=(-lyaml-cpp "${torch_libs[@]}") ;;
+    config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/pretokenize.cpp)
+            libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi
       sources=(src/bpe.cpp src/pretokenize.cpp src/bpe_vocab.cpp src/fileio.cpp src/prepare.cpp src/tokenizer.cpp
