@@ -101,9 +101,9 @@ NANOGPT_ALWAYS_INLINE float exp_approx(float t) {
   t = t > 88.3f ? 88.3f : t;
   const float biased = t * 1.44269504088896341f + round_magic;
   const float whole = biased - round_magic;
-  int32_t bits;
+  uint32_t bits;  // unsigned: a NaN's bits must wrap, not overflow
   std::memcpy(&bits, &biased, sizeof bits);
-  const int32_t exponent_bits = (bits - 0x4B400000 + 127) << 23;
+  const uint32_t exponent_bits = (bits - 0x4B400000u + 127u) << 23;
   float power;
   std::memcpy(&power, &exponent_bits, sizeof power);
   const float r = t - whole * 0.693359375f + whole * 2.12194440e-4f;
