@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/fused_adamw.h"
 #include "nanogpt/torch_file.h"
 
 namespace nanogpt {
@@ -180,20 +181,6 @@ void load_model_state(TorchFile& file, const PickleValue& state, GPT& model) {
 
 // --- AdamW: PyTorch's optimizer.state_dict() layout ---------------------------------------
 
-// The key under which LibTorch's optimizer keeps a parameter's state: a string of the
-// TensorImpl address in 1.13, the address itself in later versions.
-template <typename StateMap>
-typename StateMap::key_type state_key(const StateMap&, const at::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream address;
-    address << static_cast<const void*>(p.unsafeGetTensorImpl());
-    return address.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
-
 PickleRef optimizer_state(TorchFileWriter& writer, const torch::optim::AdamW& optimizer) {
   auto& states = const_cast<torch::optim::AdamW&>(optimizer).state();
   std::vector<std::pair<PickleRef, PickleRef>> state;
@@ -203,7 +190,7 @@ PickleRef optimizer_state(TorchFileWriter& writer, const torch::optim::AdamW& op
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
     std::vector<PickleRef> params;
     for (const auto& p : group.params()) {
-      auto found = states.find(state_key(states, p));
+      auto found = states.find(optimizer_state_key(states, p));
       if (found != states.end()) {
         const auto& s = static_cast<const torch::optim::AdamWParamState&>(*found->second);
         std::vector<std::pair<PickleRef, PickleRef>> entries = {
@@ -298,7 +285,7 @@ void load_optimizer_state(TorchFile& file, const PickleValue& saved, torch::opti
       param_state->exp_avg(moment("exp_avg"));
       param_state->exp_avg_sq(moment("exp_avg_sq"));
       if (found->second->get("max_exp_avg_sq")) param_state->max_exp_avg_sq(moment("max_exp_avg_sq"));
-      states[state_key(states, p)] = std::move(param_state);
+      states[optimizer_state_key(states, p)] = std::move(param_state);
     }
   }
 }

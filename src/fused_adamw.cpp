@@ -54,8 +54,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
     const auto& options = static_cast<const AdamWOptions&>(group.options());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
-      auto& slot = state_[key];
+      auto& slot = state_[optimizer_state_key(state_, p)];
       if (!slot) {  // AdamW's lazy initialisation
         auto fresh = std::make_unique<AdamWParamState>();
         fresh->step(0);

@@ -5,7 +5,25 @@
 // results to the bit; other parameters (CUDA, half, amsgrad) take AdamW's own step.
 #include <torch/optim/adamw.h>
 
+#include <sstream>
+#include <string>
+#include <type_traits>
+
 namespace nanogpt {
+
+// The key under which LibTorch's optimizers keep a parameter's state: a string of the
+// TensorImpl address in 1.13, the address itself in later versions.
+template <typename StateMap>
+typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
+  using Key = typename StateMap::key_type;
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream address;
+    address << static_cast<const void*>(p.unsafeGetTensorImpl());
+    return address.str();
+  } else {
+    return static_cast<Key>(p.unsafeGetTensorImpl());
+  }
+}
 
 class FusedAdamW : public torch::optim::AdamW {
  public:
