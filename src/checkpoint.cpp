@@ -12,6 +12,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/torch_file.h"
+#include "json_integer.h"
 
 namespace nanogpt {
 
@@ -31,9 +32,6 @@ const PickleValue& entry(const PickleValue& dict, const std::string& key, const 
   return *value;
 }
 
-// The largest n_layer, n_head, n_embd, block_size or vocab_size taken from model_args: it
-// keeps the model's arithmetic (4 * n_embd, the block_size x block_size mask) inside int64.
-constexpr int64_t kMaxModelSize = 2147483647;
 // The largest iter_num or AdamW step: 2^53, up to which a double holds every integer.
 constexpr int64_t kMaxCount = int64_t{1} << 53;
 
@@ -103,11 +101,11 @@ nlohmann::json model_args_json(const GPTConfig& c) {
 GPTConfig model_args_from_json(const nlohmann::json& j, const std::string& path) {
   auto size = [&](const char* key) {
     const nlohmann::json& value = j.at(key);
-    // get<int64_t> of a float or of an integer past int64 has undefined behaviour
-    if (!value.is_number_integer() || value < 1 || value > kMaxModelSize) {
+    const std::optional<int64_t> size = json_integer_in(value, 1, kMaxModelSize);
+    if (!size) {
       fail(path, fmt::format("model_args '{}' must be an integer in 1..{}, got {}", key, kMaxModelSize, value.dump()));
     }
-    return value.get<int64_t>();
+    return *size;
   };
   GPTConfig c;
   try {

@@ -15,6 +15,7 @@
 
 #include "nanogpt/compat.h"
 #include "nanogpt/pretokenize.h"
+#include "json_integer.h"
 
 namespace nanogpt {
 
@@ -350,8 +351,7 @@ TrainConfig config_from_json(const nlohmann::json& j, const std::string& origin)
         [&](auto member) {
           using T = std::decay_t<decltype(config.*member)>;
           if constexpr (std::is_same_v<T, int64_t>) {
-            // get<int64_t> of a float or of an integer past int64 has undefined behaviour
-            if (!value.is_number_integer() || (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))) {
+            if (!json_integer_in(value, INT64_MIN, INT64_MAX)) {
               throw ConfigError(fmt::format("{}: key '{}' expects an integer, got {}", origin, spec.name, value.dump()));
             }
           }

@@ -90,8 +90,12 @@ bool computable(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 
 }  // namespace
 
+bool fused_cpu_attention_chosen(double dropout_p, int64_t keys) {
+  return dropout_p == 0.0 && keys <= kFusedAttentionMaxKeys;
+}
+
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p) {
-  return dropout_p == 0.0 && computable(q, k, v) && k.size(2) <= kFusedAttentionMaxKeys;
+  return computable(q, k, v) && fused_cpu_attention_chosen(dropout_p, k.size(2));
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

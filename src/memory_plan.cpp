@@ -78,7 +78,7 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // c_fc, of GELU and of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
   // With this port's fused CPU attention (float32, no dropout, T <= 384: cpu_attention.h) the softmax
   // output is replaced by one log-normaliser per query, and backward makes no (T, T) tensors.
-  const bool fused_attention = !cuda && !autocast && !dropout && T <= kFusedAttentionMaxKeys;
+  const bool fused_attention = !cuda && !autocast && fused_cpu_attention_chosen(c.dropout, T);
   const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
   const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
   const std::string attention_saved_formula = fused_attention ? "4*B*nh*T" : "p*B*nh*T*T";

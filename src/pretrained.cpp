@@ -12,6 +12,7 @@
 #include "nanogpt/fileio.h"
 #include "nanogpt/safetensors.h"
 #include "nanogpt/torch_file.h"
+#include "json_integer.h"
 
 namespace nanogpt {
 
@@ -33,10 +34,6 @@ const Gpt2Shape& shape_of(const std::string& model_type) {
   }
   throw std::invalid_argument(fmt::format("'{}' is not one of gpt2, gpt2-medium, gpt2-large, gpt2-xl", model_type));
 }
-
-// The largest n_layer, n_head, n_embd, vocab_size or n_positions taken from config.json: it
-// keeps the model's arithmetic (4 * n_embd, the block_size x block_size mask) inside int64.
-constexpr int64_t kMaxModelSize = 2147483647;
 
 bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
@@ -133,12 +130,12 @@ GPTConfig read_pretrained_config(const std::string& dir, const std::string& mode
       const auto j = nlohmann::json::parse(read_file(config_path.string()));
       auto size = [&](const char* key) {
         const nlohmann::json& value = j.at(key);
-        // get<int64_t> of a float or of an integer past int64 has undefined behaviour
-        if (!value.is_number_integer() || value < 1 || value > kMaxModelSize) {
+        const std::optional<int64_t> size = json_integer_in(value, 1, kMaxModelSize);
+        if (!size) {
           throw std::runtime_error(fmt::format("'{}': {} must be an integer in 1..{}, got {}", config_path.string(),
                                                key, kMaxModelSize, value.dump()));
         }
-        return value.get<int64_t>();
+        return *size;
       };
       args.n_layer = size("n_layer");
       args.n_head = size("n_head");

@@ -9,6 +9,7 @@
 
 #include "nanogpt/fileio.h"
 #include "nanogpt/pickle.h"
+#include "json_integer.h"
 
 namespace nanogpt {
 
@@ -131,12 +132,12 @@ DatasetMeta read_meta_json(const std::string& path) {
   DatasetMeta meta;
   try {
     const nlohmann::json& vocab_size = j.at("vocab_size");
-    // get<int64_t> of a float or of an integer past int64 has undefined behaviour
-    if (!vocab_size.is_number_integer() || vocab_size < 1 || vocab_size > 65536) {
+    const std::optional<int64_t> checked = json_integer_in(vocab_size, 1, 65536);
+    if (!checked) {
       throw TokenizerError(
           fmt::format("{}: vocab_size must be an integer in 1..65536, got {}", path, vocab_size.dump()));
     }
-    meta.vocab_size = vocab_size.get<int64_t>();
+    meta.vocab_size = *checked;
     meta.tokenizer = j.value("tokenizer", std::string("char"));
     if (meta.tokenizer == "char") {
       for (const auto& entry : j.at("itos")) {

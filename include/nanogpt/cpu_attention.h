@@ -13,8 +13,12 @@ namespace nanogpt {
 // docs/performance.md), so attention over more keys takes LibTorch's path.
 constexpr int64_t kFusedAttentionMaxKeys = 384;
 
-// Whether fused_cpu_causal_attention computes this attention: float32 q, k, v on the CPU,
-// at most kFusedAttentionMaxKeys keys, without attention dropout.
+// The choice for float32 CPU attention: the fused kernel without attention dropout, up to
+// kFusedAttentionMaxKeys keys. The memory planner asks it of a config.
+bool fused_cpu_attention_chosen(double dropout_p, int64_t keys);
+
+// Whether fused_cpu_causal_attention computes this attention: float32 (B, nh, T, hs) q, k, v
+// on the CPU, and fused_cpu_attention_chosen.
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p);
 
 // softmax(q k^T / sqrt(hs), causal) v over (B, nh, T, hs) tensors, differentiable. Query

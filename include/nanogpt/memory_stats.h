@@ -10,6 +10,7 @@ namespace nanogpt {
 // Replaces LibTorch's CPU allocator by one that counts the bytes of live tensors.
 // Idempotent; tensors allocated before keep their own deleters and are not counted.
 void install_counting_cpu_allocator();
+bool counting_cpu_allocator_installed();
 
 // Tells glibc's malloc to keep freed tensor memory for the next step instead of giving it
 // back to the kernel: a fixed mmap threshold of 32 MiB (its maximum; by default it adapts
@@ -17,7 +18,6 @@ void install_counting_cpu_allocator();
 // step then reuses the pages of the last one instead of faulting in and zeroing fresh pages.
 // Process-wide, so the binary calls it once; a no-op without glibc.
 void keep_freed_cpu_memory();
-bool counting_cpu_allocator_installed();
 
 // Caps the bytes that tensors may hold on `device` (0: no cap), the way a smaller GPU
 // would: on the CPU the counting allocator refuses allocations past it with
