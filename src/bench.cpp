@@ -109,6 +109,11 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
                     config.n_layer, config.n_head, config.n_embd, config.block_size, vocab_size, config.batch_size,
                     config.gradient_accumulation_steps, result.tokens_per_iter, config.dtype, config.device,
                     at::get_num_threads(), result.synthetic_data ? "synthetic" : train_bin.string()));
+  if (!real_data && !options.synthetic_data) {
+    print(fmt::format("note: no {}, so the steps run on random tokens (vocab_size {}); prepare the dataset to time "
+                      "real batches, or pass --synthetic to choose random tokens",
+                      train_bin.string(), vocab_size));
+  }
   print(fmt::format("peak FLOP/s for MFU: {:.3g} ({})", result.peak_flops, result.peak_flops_source));
   if (const std::string note = slow_cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
 

@@ -48,3 +48,18 @@ TEST(Bench, TimesStepsAndComputesMfuLikeNanoGPT) {
   EXPECT_NE(trace.find("\"name\": \"aten::"), std::string::npos);
   EXPECT_EQ(lines.at(2), "0/1 loss: " + lines.at(2).substr(10));
 }
+
+TEST(Bench, SaysWhenTheDatasetIsMissing) {
+  nanogpt::testing::TempDir dir;
+  TrainConfig c = nanogpt::testing::tiny_config(dir / "none", dir / "out");
+  BenchOptions options;
+  options.burn_in_steps = 0;
+  options.timed_steps = 1;
+  options.peak_flops = 1e12;
+  std::vector<std::string> lines;
+  const BenchResult r = bench(c, options, [&](const std::string& line) { lines.push_back(line); });
+  EXPECT_TRUE(r.synthetic_data);
+  const std::string expected = "note: no " + (std::filesystem::path(c.resolved_data_dir()) / "train.bin").string() +
+                               ", so the steps run on random tokens (vocab_size 50304)";
+  EXPECT_EQ(lines.at(1).substr(0, expected.size()), expected);
+}
