@@ -26,45 +26,85 @@ NANOGPT_ALWAYS_INLINE int64_t visible_keys(const HeadShape& s, int64_t query) {
   return std::min(s.past + query + 1, s.keys);
 }
 
-// columns[d * stride + j] = src[j][d] for j < keys, 0 up to the padded width.
-NANOGPT_ALWAYS_INLINE void transpose_padded(Rows src, int64_t keys, int64_t dim, int64_t stride, float* columns) {
-  for (int64_t d = 0; d < dim; ++d) std::fill(columns + d * stride + keys, columns + (d + 1) * stride, 0.0f);
-  for (int64_t j = 0; j < keys; ++j) {
-    const float* row = src[j];
-    for (int64_t d = 0; d < dim; ++d) columns[d * stride + j] = row[d];
+typedef int32_t Mask8 __attribute__((vector_size(32)));
+
+// dst[c * dst_stride + r] = src[r * src_stride + c] for an 8 x 8 tile: the unpack, shuffle and
+// 128-bit permute network (24 shuffles for 64 floats instead of 64 scalar moves).
+NANOGPT_ALWAYS_INLINE void transpose_8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  Vec8 r[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i) r[i] = load(src + i * src_stride);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = __builtin_shuffle(r[i], r[i + 1], Mask8{0, 8, 1, 9, 4, 12, 5, 13});
+    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Mask8{2, 10, 3, 11, 6, 14, 7, 15});
+  }
+  for (int i = 0; i < 8; i += 4) {
+    for (int h = 0; h < 2; ++h) {
+      u[i + 2 * h] = __builtin_shuffle(t[i + h], t[i + h + 2], Mask8{0, 1, 8, 9, 4, 5, 12, 13});
+      u[i + 2 * h + 1] = __builtin_shuffle(t[i + h], t[i + h + 2], Mask8{2, 3, 10, 11, 6, 7, 14, 15});
+    }
+  }
+  for (int c = 0; c < 4; ++c) {
+    store(dst + c * dst_stride, __builtin_shuffle(u[c], u[c + 4], Mask8{0, 1, 2, 3, 8, 9, 10, 11}));
+    store(dst + (c + 4) * dst_stride, __builtin_shuffle(u[c], u[c + 4], Mask8{4, 5, 6, 7, 12, 13, 14, 15}));
   }
 }
 
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols: whole 8 x 8 tiles
+// through transpose_8x8, the edges one float at a time.
+NANOGPT_ALWAYS_INLINE void transpose(const float* src, int64_t src_stride, int64_t rows, int64_t cols, float* dst,
+                                     int64_t dst_stride) {
+  const int64_t full_rows = rows / kLanes * kLanes, full_cols = cols / kLanes * kLanes;
+  for (int64_t i = 0; i < full_rows; i += kLanes) {
+    for (int64_t j = 0; j < full_cols; j += kLanes) {
+      transpose_8x8(src + i * src_stride + j, src_stride, dst + j * dst_stride + i, dst_stride);
+    }
+    for (int64_t j = full_cols; j < cols; ++j) {
+      for (int64_t r = i; r < i + kLanes; ++r) dst[j * dst_stride + r] = src[r * src_stride + j];
+    }
+  }
+  for (int64_t i = full_rows; i < rows; ++i) {
+    for (int64_t j = 0; j < cols; ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
+  }
+}
+
+// columns[d * stride + j] = src[j][d] for j < keys, 0 up to the padded width.
+NANOGPT_ALWAYS_INLINE void transpose_padded(Rows src, int64_t keys, int64_t dim, int64_t stride, float* columns) {
+  for (int64_t d = 0; d < dim; ++d) std::fill(columns + d * stride + keys, columns + (d + 1) * stride, 0.0f);
+  transpose(src.data, src.stride, keys, dim, columns, stride);
+}
+
 // scores[j] = scale * sum_d x[d] * columns[d * stride + j] for j in [begin, padded(end)),
-// begin a multiple of 8; the entries past end are not meant to be used.
+// begin a multiple of 8; the entries past end are not meant to be used. Blocks of 8 vectors
+// keep 8 independent multiply-add chains in flight (an FMA's latency is 4 or 5 cycles, and
+// two issue per cycle); the rest of the row is one block of 1 to 7 vectors.
+template <int kBlock>
+NANOGPT_ALWAYS_INLINE void score_block(const float* x, const float* columns, int64_t stride, int64_t j, int64_t dim,
+                                       float scale, float* scores) {
+  Vec8 acc[kBlock] = {};
+  for (int64_t d = 0; d < dim; ++d) {
+    const Vec8 b = broadcast(x[d] * scale);
+    const float* c = columns + d * stride + j;
+#pragma GCC unroll 8
+    for (int v = 0; v < kBlock; ++v) acc[v] += b * load(c + v * kLanes);
+  }
+#pragma GCC unroll 8
+  for (int v = 0; v < kBlock; ++v) store(scores + j + v * kLanes, acc[v]);
+}
+
 NANOGPT_ALWAYS_INLINE void row_scores(const float* x, const float* columns, int64_t stride, int64_t begin,
                                       int64_t end, int64_t dim, float scale, float* scores) {
   const int64_t width = padded(end);
   int64_t j = begin;
-  for (; j + 4 * kLanes <= width; j += 4 * kLanes) {
-    Vec8 a0{}, a1{}, a2{}, a3{};
-    for (int64_t d = 0; d < dim; ++d) {
-      const Vec8 b = broadcast(x[d] * scale);
-      const float* c = columns + d * stride + j;
-      a0 += b * load(c);
-      a1 += b * load(c + kLanes);
-      a2 += b * load(c + 2 * kLanes);
-      a3 += b * load(c + 3 * kLanes);
-    }
-    store(scores + j, a0);
-    store(scores + j + kLanes, a1);
-    store(scores + j + 2 * kLanes, a2);
-    store(scores + j + 3 * kLanes, a3);
-  }
-  for (; j < width; j += kLanes) {  // two chains over even and odd d: the adds' latency halves
-    Vec8 even{}, odd{};
-    int64_t d = 0;
-    for (; d + 1 < dim; d += 2) {
-      even += broadcast(x[d] * scale) * load(columns + d * stride + j);
-      odd += broadcast(x[d + 1] * scale) * load(columns + (d + 1) * stride + j);
-    }
-    if (d < dim) even += broadcast(x[d] * scale) * load(columns + d * stride + j);
-    store(scores + j, even + odd);
+  for (; j + 8 * kLanes <= width; j += 8 * kLanes) score_block<8>(x, columns, stride, j, dim, scale, scores);
+  switch ((width - j) / kLanes) {  // the last 1 to 7 vectors in one pass over d
+    case 7: score_block<7>(x, columns, stride, j, dim, scale, scores); break;
+    case 6: score_block<6>(x, columns, stride, j, dim, scale, scores); break;
+    case 5: score_block<5>(x, columns, stride, j, dim, scale, scores); break;
+    case 4: score_block<4>(x, columns, stride, j, dim, scale, scores); break;
+    case 3: score_block<3>(x, columns, stride, j, dim, scale, scores); break;
+    case 2: score_block<2>(x, columns, stride, j, dim, scale, scores); break;
+    case 1: score_block<1>(x, columns, stride, j, dim, scale, scores); break;
+    default: break;
   }
 }
 
@@ -81,15 +121,31 @@ NANOGPT_ALWAYS_INLINE void weighted_rows(const float* w, int64_t w_stride, int64
       for (int64_t d = 0; d < dim; ++d) out[d] += wi * r[d];
     }
   } else {
-    Vec8 acc[kVectors] = {};
-    for (int64_t i = begin; i < end; ++i) {
+    // Short rows get a second set of accumulators (odd i) so that 8 chains are in flight.
+    constexpr int kSets = kVectors <= 4 ? 2 : 1;
+    Vec8 acc[kSets][kVectors] = {};
+    int64_t i = begin;
+    for (; i + kSets <= end; i += kSets) {
+#pragma GCC unroll 2
+      for (int set = 0; set < kSets; ++set) {
+        const Vec8 b = broadcast(w[(i + set) * w_stride]);
+        const float* r = rows[i + set];
+#pragma GCC unroll 16
+        for (int v = 0; v < kVectors; ++v) acc[set][v] += b * load(r + v * kLanes);
+      }
+    }
+    if (i < end) {
       const Vec8 b = broadcast(w[i * w_stride]);
       const float* r = rows[i];
 #pragma GCC unroll 16
-      for (int v = 0; v < kVectors; ++v) acc[v] += b * load(r + v * kLanes);
+      for (int v = 0; v < kVectors; ++v) acc[0][v] += b * load(r + v * kLanes);
     }
 #pragma GCC unroll 16
-    for (int v = 0; v < kVectors; ++v) store(out + v * kLanes, acc[v]);
+    for (int v = 0; v < kVectors; ++v) {
+      Vec8 sum = acc[0][v];
+      if constexpr (kSets == 2) sum += acc[1][v];
+      store(out + v * kLanes, sum);
+    }
   }
 }
 
@@ -117,21 +173,9 @@ NANOGPT_ALWAYS_INLINE float exp_approx(float t) {
   return y * power;
 }
 
-// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols, in 8 x 8 tiles.
-NANOGPT_ALWAYS_INLINE void transpose_tiles(const float* src, int64_t src_stride, int64_t rows, int64_t cols,
-                                           float* dst, int64_t dst_stride) {
-  for (int64_t i0 = 0; i0 < rows; i0 += kLanes) {
-    for (int64_t j0 = 0; j0 < cols; j0 += kLanes) {
-      for (int64_t i = i0; i < std::min(i0 + kLanes, rows); ++i) {
-        for (int64_t j = j0; j < std::min(j0 + kLanes, cols); ++j) dst[j * dst_stride + i] = src[i * src_stride + j];
-      }
-    }
-  }
-}
-
 template <int kVectors>
-NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Rows v, MutableRows out, float* lse,
-                                         float* scratch) {
+NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                         MutableRows out, float* lse, float* scratch) {
   const int64_t stride = padded(s.keys);
   float* k_columns = scratch;
   float* p = k_columns + s.dim * stride;
@@ -147,6 +191,10 @@ NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Row
     for (int64_t j = 0; j < n; ++j) sum += p[j];
     const float inverse = 1.0f / sum;
     for (int64_t j = 0; j < n; ++j) p[j] *= inverse;
+    if (dropout.keep) {
+      const uint8_t* keep = dropout.keep + i * dropout.stride;
+      for (int64_t j = 0; j < n; ++j) p[j] *= keep[j] ? dropout.scale : 0.0f;
+    }
     weighted_rows<kVectors>(p, 1, 0, n, v, s.dim, out[i]);
     lse[i] = max + std::log(sum);
   }
@@ -158,9 +206,9 @@ NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Row
 // dq is summed from them row by row. Every output row is written once, and no pass walks a
 // column of a (T, T) matrix.
 template <int kVectors>
-NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Rows v, Rows out, Rows dout,
-                                          const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
-                                          float* scratch) {
+NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                          Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
+                                          MutableRows dv, float* scratch) {
   const int64_t query_stride = padded(s.queries), key_stride = padded(s.keys);
   float* q_columns = scratch;
   float* dout_columns = q_columns + s.dim * query_stride;
@@ -168,6 +216,14 @@ NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Ro
   float* p = do_dot_o + query_stride;
   float* score_grads_by_key = p + query_stride;                              // keys x query_stride
   float* score_grads = score_grads_by_key + s.keys * query_stride;           // queries x key_stride
+  float* multipliers_by_key = score_grads + s.queries * key_stride;          // dropout: keys x query_stride
+  if (dropout.keep) {
+    for (int64_t i = 0; i < s.queries; ++i) {
+      for (int64_t j = 0; j < s.keys; ++j) {
+        multipliers_by_key[j * query_stride + i] = dropout.keep[i * dropout.stride + j] ? dropout.scale : 0.0f;
+      }
+    }
+  }
   transpose_padded(q, s.queries, s.dim, query_stride, q_columns);
   transpose_padded(dout, s.queries, s.dim, query_stride, dout_columns);
   for (int64_t i = 0; i < s.queries; ++i) {
@@ -182,11 +238,20 @@ NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Ro
     row_scores(k[j], q_columns, query_stride, begin, s.queries, s.dim, s.scale, p);
     for (int64_t i = begin; i < s.queries; ++i) p[i] = exp_approx(p[i] - lse[i]);
     row_scores(v[j], dout_columns, query_stride, begin, s.queries, s.dim, 1.0f, ds);
-    for (int64_t i = begin; i < s.queries; ++i) ds[i] = p[i] * (ds[i] - do_dot_o[i]) * s.scale;
+    if (dropout.keep) {  // p becomes the kept probabilities that multiplied v in forward
+      const float* multiplier = multipliers_by_key + j * query_stride;
+      for (int64_t i = begin; i < s.queries; ++i) {
+        const float kept = p[i] * multiplier[i];
+        ds[i] = (kept * ds[i] - p[i] * do_dot_o[i]) * s.scale;
+        p[i] = kept;
+      }
+    } else {
+      for (int64_t i = begin; i < s.queries; ++i) ds[i] = p[i] * (ds[i] - do_dot_o[i]) * s.scale;
+    }
     weighted_rows<kVectors>(ds, 1, first, s.queries, q, s.dim, dk[j]);
     weighted_rows<kVectors>(p, 1, first, s.queries, dout, s.dim, dv[j]);
   }
-  transpose_tiles(score_grads_by_key, query_stride, s.keys, s.queries, score_grads, key_stride);
+  transpose(score_grads_by_key, query_stride, s.keys, s.queries, score_grads, key_stride);
   for (int64_t i = 0; i < s.queries; ++i) {
     weighted_rows<kVectors>(score_grads + i * key_stride, 1, 0, visible_keys(s, i), k, s.dim, dq[i]);
   }
@@ -215,52 +280,56 @@ NANOGPT_ALWAYS_INLINE int vectors_per_row(int64_t dim) {
     default: CALL(0); break;                   \
   }
 
-NANOGPT_ALWAYS_INLINE void forward_head_any(const HeadShape& s, Rows q, Rows k, Rows v, MutableRows out, float* lse,
-                                            float* scratch) {
-#define NANOGPT_FORWARD(V) forward_loops<V>(s, q, k, v, out, lse, scratch)
+NANOGPT_ALWAYS_INLINE void forward_head_any(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                            MutableRows out, float* lse, float* scratch) {
+#define NANOGPT_FORWARD(V) forward_loops<V>(s, q, k, v, dropout, out, lse, scratch)
   NANOGPT_FOR_VECTORS_PER_ROW(s.dim, NANOGPT_FORWARD)
 #undef NANOGPT_FORWARD
 }
 
-NANOGPT_ALWAYS_INLINE void backward_head_any(const HeadShape& s, Rows q, Rows k, Rows v, Rows out, Rows dout,
-                                             const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
-                                             float* scratch) {
-#define NANOGPT_BACKWARD(V) backward_loops<V>(s, q, k, v, out, dout, lse, dq, dk, dv, scratch)
+NANOGPT_ALWAYS_INLINE void backward_head_any(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                             Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
+                                             MutableRows dv, float* scratch) {
+#define NANOGPT_BACKWARD(V) backward_loops<V>(s, q, k, v, dropout, out, dout, lse, dq, dk, dv, scratch)
   NANOGPT_FOR_VECTORS_PER_ROW(s.dim, NANOGPT_BACKWARD)
 #undef NANOGPT_BACKWARD
 }
 
-NANOGPT_AVX2_FMA void forward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows v, MutableRows out, float* lse,
-                                         float* scratch) {
-  forward_head_any(s, q, k, v, out, lse, scratch);
+NANOGPT_AVX2_FMA void forward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                         MutableRows out, float* lse, float* scratch) {
+  forward_head_any(s, q, k, v, dropout, out, lse, scratch);
 }
-void forward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, MutableRows out, float* lse, float* scratch) {
-  forward_head_any(s, q, k, v, out, lse, scratch);
+void forward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out,
+                           float* lse, float* scratch) {
+  forward_head_any(s, q, k, v, dropout, out, lse, scratch);
 }
-NANOGPT_AVX2_FMA void backward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows v, Rows out, Rows dout,
-                                          const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
-                                          float* scratch) {
-  backward_head_any(s, q, k, v, out, dout, lse, dq, dk, dv, scratch);
+NANOGPT_AVX2_FMA void backward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                          Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
+                                          MutableRows dv, float* scratch) {
+  backward_head_any(s, q, k, v, dropout, out, dout, lse, dq, dk, dv, scratch);
 }
-void backward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, Rows out, Rows dout, const float* lse,
-                            MutableRows dq, MutableRows dk, MutableRows dv, float* scratch) {
-  backward_head_any(s, q, k, v, out, dout, lse, dq, dk, dv, scratch);
+void backward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out,
+                            Rows dout, const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
+                            float* scratch) {
+  backward_head_any(s, q, k, v, dropout, out, dout, lse, dq, dk, dv, scratch);
 }
 
 }  // namespace
 
 int64_t forward_scratch_floats(const HeadShape& s) { return s.dim * padded(s.keys) + padded(s.keys); }
-int64_t backward_scratch_floats(const HeadShape& s) {
-  return (2 * s.dim + 2 + s.keys) * padded(s.queries) + s.queries * padded(s.keys);
+int64_t backward_scratch_floats(const HeadShape& s, bool dropout) {
+  return (2 * s.dim + 2 + s.keys * (dropout ? 2 : 1)) * padded(s.queries) + s.queries * padded(s.keys);
 }
 
-void forward_head(const HeadShape& s, Rows q, Rows k, Rows v, MutableRows out, float* lse, float* scratch) {
-  (cpu_has_avx2_fma() ? forward_head_avx2 : forward_head_baseline)(s, q, k, v, out, lse, scratch);
+void forward_head(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out, float* lse,
+                  float* scratch) {
+  (cpu_has_avx2_fma() ? forward_head_avx2 : forward_head_baseline)(s, q, k, v, dropout, out, lse, scratch);
 }
 
-void backward_head(const HeadShape& s, Rows q, Rows k, Rows v, Rows out, Rows dout, const float* lse,
-                   MutableRows dq, MutableRows dk, MutableRows dv, float* scratch) {
-  (cpu_has_avx2_fma() ? backward_head_avx2 : backward_head_baseline)(s, q, k, v, out, dout, lse, dq, dk, dv, scratch);
+void backward_head(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out, Rows dout,
+                   const float* lse, MutableRows dq, MutableRows dk, MutableRows dv, float* scratch) {
+  (cpu_has_avx2_fma() ? backward_head_avx2 : backward_head_baseline)(s, q, k, v, dropout, out, dout, lse, dq, dk, dv,
+                                                                      scratch);
 }
 
 }  // namespace nanogpt::attention_kernel

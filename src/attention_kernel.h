@@ -23,15 +23,25 @@ struct HeadShape {
   float scale;
 };
 
-// Scratch floats that forward_head and backward_head need.
+// Scratch floats that forward_head and backward_head need (backward: more with dropout).
 int64_t forward_scratch_floats(const HeadShape& shape);
-int64_t backward_scratch_floats(const HeadShape& shape);
+int64_t backward_scratch_floats(const HeadShape& shape, bool dropout);
 
-// out[i] = softmax(scale * q[i] . k[j], j visible) @ v; lse[i] is that softmax's log-normaliser.
-void forward_head(const HeadShape& shape, Rows q, Rows k, Rows v, MutableRows out, float* lse, float* scratch);
+// Attention dropout of one head: probability (i, j) is kept, times `scale`, where
+// keep[i * stride + j] is nonzero, and zeroed elsewhere. No keep: no dropout.
+struct DropoutMask {
+  const uint8_t* keep = nullptr;
+  int64_t stride = 0;
+  float scale = 1.0f;
+};
+
+// out[i] = dropout(softmax(scale * q[i] . k[j], j visible)) @ v; lse[i] is that softmax's
+// log-normaliser.
+void forward_head(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out,
+                  float* lse, float* scratch);
 
 // Gradients of forward_head given d(out): writes every row of dq (queries), dk and dv (keys).
-void backward_head(const HeadShape& shape, Rows q, Rows k, Rows v, Rows out, Rows dout, const float* lse,
-                   MutableRows dq, MutableRows dk, MutableRows dv, float* scratch);
+void backward_head(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out, Rows dout,
+                   const float* lse, MutableRows dq, MutableRows dk, MutableRows dv, float* scratch);
 
 }  // namespace nanogpt::attention_kernel

@@ -49,7 +49,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
                                           dropout_p, false);
 #else
   // 1.13's attention on the CPU is plain matrix products over a materialised (T, T) mask.
-  if (fused_cpu_attention_applies(q, k, v, dropout_p)) return fused_cpu_causal_attention(q, k, v, past_length);
+  if (fused_cpu_attention_applies(q, k, v)) return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
   if (tq == 1) return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, dropout_p));
   return std::get<0>(at::_scaled_dot_product_attention(
       q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p));

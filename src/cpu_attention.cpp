@@ -46,38 +46,62 @@ void for_each_head(const at::Tensor& q, int64_t scratch_floats, const Body& body
   });
 }
 
+// Which probabilities attention dropout keeps: drawn as ATen's dropout draws its noise
+// (bernoulli_(1 - p) over a (B, nh, Tq, Tk) tensor, so the random stream is the one of
+// LibTorch's attention and of nanoGPT's model.py), but into bools, a quarter of the floats.
+at::Tensor dropout_keep_mask(const at::Tensor& q, const at::Tensor& k, double dropout_p) {
+  return at::empty({q.size(0), q.size(1), q.size(2), k.size(2)}, q.options().dtype(at::kBool))
+      .bernoulli_(1.0 - dropout_p);
+}
+
+// The kept probabilities' multiplier, 1 / (1 - p), rounded as ATen's dropout rounds it.
+float dropout_scale(double dropout_p) { return at::ones({1}).div_(1.0 - dropout_p).item<float>(); }
+
+kernel::DropoutMask head_dropout(const at::Tensor& keep, float scale, int64_t b, int64_t h) {
+  if (!keep.defined()) return {};
+  return {reinterpret_cast<const uint8_t*>(keep.data_ptr<bool>()) + b * keep.stride(0) + h * keep.stride(1),
+          keep.stride(2), scale};
+}
+
 struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
-                            const at::Tensor& v_in, int64_t past_length) {
+                            const at::Tensor& v_in, int64_t past_length, double dropout_p) {
     const at::Tensor q = with_contiguous_rows(q_in), k = with_contiguous_rows(k_in), v = with_contiguous_rows(v_in);
     const kernel::HeadShape shape = head_shape(q, k, past_length);
+    const at::Tensor keep = dropout_p > 0 ? dropout_keep_mask(q, k, dropout_p) : at::Tensor();
+    const float scale = dropout_p > 0 ? dropout_scale(dropout_p) : 1.0f;
     at::Tensor out = empty_rows_by_head(q, shape.queries);
     at::Tensor out_heads = heads_view(out);
     at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options());
     for_each_head(q, kernel::forward_scratch_floats(shape), [&](int64_t b, int64_t h, float* scratch) {
-      kernel::forward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), mutable_rows(out_heads, b, h),
-                           lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, scratch);
+      kernel::forward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), head_dropout(keep, scale, b, h),
+                           mutable_rows(out_heads, b, h), lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries,
+                           scratch);
     });
-    ctx->save_for_backward({q, k, v, out, lse});
+    ctx->save_for_backward({q, k, v, out, lse, keep});
     ctx->saved_data["past_length"] = past_length;
+    ctx->saved_data["dropout_scale"] = static_cast<double>(scale);
     return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
-    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &lse = saved[4];
+    const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &lse = saved[4], &keep = saved[5];
+    const float scale = static_cast<float>(ctx->saved_data["dropout_scale"].toDouble());
     const at::Tensor out = heads_view(saved[3]);
     const at::Tensor dout = heads_view(with_contiguous_rows(grad_outputs[0]));
     const kernel::HeadShape shape = head_shape(q, k, ctx->saved_data["past_length"].toInt());
     at::Tensor dq = heads_view(empty_rows_by_head(q, shape.queries));
     at::Tensor dk = heads_view(empty_rows_by_head(k, shape.keys));
     at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
-    for_each_head(q, kernel::backward_scratch_floats(shape), [&](int64_t b, int64_t h, float* scratch) {
-      kernel::backward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), rows(out, b, h), rows(dout, b, h),
+    const int64_t scratch_floats = kernel::backward_scratch_floats(shape, keep.defined());
+    for_each_head(q, scratch_floats, [&](int64_t b, int64_t h, float* scratch) {
+      kernel::backward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), head_dropout(keep, scale, b, h),
+                            rows(out, b, h), rows(dout, b, h),
                             lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, mutable_rows(dq, b, h),
                             mutable_rows(dk, b, h), mutable_rows(dv, b, h), scratch);
     });
-    return {dq, dk, dv, at::Tensor()};
+    return {dq, dk, dv, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -90,20 +114,20 @@ bool computable(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
 
 }  // namespace
 
-bool fused_cpu_attention_chosen(double dropout_p, int64_t keys) {
-  return dropout_p == 0.0 && keys <= kFusedAttentionMaxKeys;
-}
+bool fused_cpu_attention_chosen(int64_t keys) { return keys <= kFusedAttentionMaxKeys; }
 
-bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p) {
-  return computable(q, k, v) && fused_cpu_attention_chosen(dropout_p, k.size(2));
+bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
+  return computable(q, k, v) && fused_cpu_attention_chosen(k.size(2));
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                      int64_t past_length) {
+                                      int64_t past_length, double dropout_p) {
   TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 CPU (B, nh, T, hs) tensors expected");
   TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
               " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
-  return heads_view(FusedCausalAttention::apply(q, k, v, past_length));
+  TORCH_CHECK(dropout_p >= 0 && dropout_p < 1, "fused_cpu_causal_attention: dropout ", dropout_p,
+              " is outside [0, 1)");
+  return heads_view(FusedCausalAttention::apply(q, k, v, past_length, dropout_p));
 }
 
 }  // namespace nanogpt

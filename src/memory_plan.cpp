@@ -76,17 +76,18 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // One block's saved tensors: x (ln_1 input) and x+attn (ln_2 input) in fp32; the inputs of
   // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
   // c_fc, of GELU and of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
-  // With this port's fused CPU attention (float32, no dropout, T <= 384: cpu_attention.h) the softmax
-  // output is replaced by one log-normaliser per query, and backward makes no (T, T) tensors.
-  const bool fused_attention = !cuda && !autocast && fused_cpu_attention_chosen(c.dropout, T);
+  // With this port's fused CPU attention (float32, T <= 384: cpu_attention.h) the softmax
+  // output is replaced by one log-normaliser per query (and, with dropout, a bool mask), and
+  // backward makes no (T, T) float tensors.
+  const bool fused_attention = !cuda && !autocast && fused_cpu_attention_chosen(T);
   const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
   const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
   const std::string attention_saved_formula = fused_attention ? "4*B*nh*T" : "p*B*nh*T*T";
   int64_t per_block = 2 * 4 * BTC + 14 * a * BTC + attention_saved + 16 * BT;
   std::string per_block_formula = "2*4*B*T*C + 14*a*B*T*C + " + attention_saved_formula + " + 16*B*T";
-  if (dropout) {
-    per_block += (m_att + a) * att + 2 * m_res * BTC;
-    per_block_formula += " + (m+a)*B*nh*T*T + 2*m*B*T*C";
+  if (dropout) {  // the fused attention keeps a bool mask, LibTorch's the noise and the dropped probabilities
+    per_block += (fused_attention ? 1 : m_att + a) * att + 2 * m_res * BTC;
+    per_block_formula += fused_attention ? " + B*nh*T*T + 2*m*B*T*C" : " + (m+a)*B*nh*T*T + 2*m*B*T*C";
   }
   const int64_t plain_blocks = L - n_ckpt;
   if (plain_blocks > 0) {

@@ -94,16 +94,15 @@ TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
   EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
 }
 
-TEST(CpuAttention, AppliesToFloat32CpuUpTo384KeysWithoutDropoutOnly) {
+TEST(CpuAttention, AppliesToFloat32CpuUpTo384Keys) {
   auto x = torch::randn({1, 1, 4, 4});
-  EXPECT_TRUE(fused_cpu_attention_applies(x, x, x, 0.0));
-  EXPECT_FALSE(fused_cpu_attention_applies(x, x, x, 0.1));
+  EXPECT_TRUE(fused_cpu_attention_applies(x, x, x));
   auto most_keys = torch::randn({1, 1, kFusedAttentionMaxKeys, 4});
   auto too_many_keys = torch::randn({1, 1, kFusedAttentionMaxKeys + 1, 4});
-  EXPECT_TRUE(fused_cpu_attention_applies(x, most_keys, most_keys, 0.0));
-  EXPECT_FALSE(fused_cpu_attention_applies(x, too_many_keys, too_many_keys, 0.0));
+  EXPECT_TRUE(fused_cpu_attention_applies(x, most_keys, most_keys));
+  EXPECT_FALSE(fused_cpu_attention_applies(x, too_many_keys, too_many_keys));
   auto half = x.to(torch::kBFloat16);
-  EXPECT_FALSE(fused_cpu_attention_applies(half, half, half, 0.0));
+  EXPECT_FALSE(fused_cpu_attention_applies(half, half, half));
   auto keys = torch::randn({1, 1, 5, 4});
   EXPECT_THROW(
       {
@@ -118,3 +117,50 @@ TEST(CpuAttention, AppliesToFloat32CpuUpTo384KeysWithoutDropoutOnly) {
       },
       c10::Error);
 }
+
+// Attention dropout: the same keep mask as LibTorch's attention draws from the same seed,
+// the same random stream afterwards, and gradients against a float64 reference built on
+// that mask.
+TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
+  const double p = 0.2;
+  for (const Case& c : {Case{2, 3, 17, 17, 0, 5}, Case{3, 4, 64, 64, 0, 32}}) {
+    torch::manual_seed(11);
+    auto heads = projected_heads(c);
+    std::vector<torch::Tensor> leaves, leaves_ref;
+    for (auto& t : heads) {
+      leaves.push_back(t.detach().requires_grad_(true));
+      leaves_ref.push_back(t.detach().to(torch::kDouble).requires_grad_(true));
+    }
+    auto causal = torch::ones({c.queries, c.keys}, torch::kBool).tril();
+
+    torch::manual_seed(5);
+    auto out = fused_cpu_causal_attention(leaves[0], leaves[1], leaves[2], 0, p);
+    const auto stream_after = torch::rand({4});
+    torch::manual_seed(5);
+    auto libtorch = std::get<0>(at::_scaled_dot_product_attention(heads[0], heads[1], heads[2], causal, p));
+    const auto libtorch_stream_after = torch::rand({4});
+    EXPECT_TRUE(torch::equal(stream_after, libtorch_stream_after));
+    EXPECT_LE((out - libtorch).abs().max().item<double>(), 2e-6);
+
+    torch::manual_seed(5);
+    auto keep = torch::empty({c.batch, c.heads, c.queries, c.keys}, torch::kBool).bernoulli_(1 - p);
+    EXPECT_GT(keep.logical_not().sum().item<int64_t>(), 0);  // some probabilities are dropped
+    auto probabilities = torch::softmax(
+        (leaves_ref[0].matmul(leaves_ref[1].transpose(-2, -1)) / std::sqrt(double(c.dim)))
+            .masked_fill(causal.logical_not(), -std::numeric_limits<double>::infinity()),
+        -1);
+    auto expected = (probabilities * keep.to(torch::kDouble) / (1 - p)).matmul(leaves_ref[2]);
+    EXPECT_LE((out.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-6);
+
+    auto upstream = torch::randn(out.sizes());
+    out.backward(upstream);
+    expected.backward(upstream.to(torch::kDouble));
+    const char* names[] = {"dq", "dk", "dv"};
+    for (int i = 0; i < 3; ++i) {
+      const auto error = (leaves[i].grad().to(torch::kDouble) - leaves_ref[i].grad()).abs().max().item<double>();
+      const auto scale = leaves_ref[i].grad().abs().max().item<double>();
+      EXPECT_LE(error, 1e-5 * std::max(1.0, scale)) << names[i] << " in case T=" << c.keys;
+    }
+  }
+}
+

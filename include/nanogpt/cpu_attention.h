@@ -13,20 +13,23 @@ namespace nanogpt {
 // docs/performance.md), so attention over more keys takes LibTorch's path.
 constexpr int64_t kFusedAttentionMaxKeys = 384;
 
-// The choice for float32 CPU attention: the fused kernel without attention dropout, up to
-// kFusedAttentionMaxKeys keys. The memory planner asks it of a config.
-bool fused_cpu_attention_chosen(double dropout_p, int64_t keys);
+// The choice for float32 CPU attention: the fused kernel up to kFusedAttentionMaxKeys keys,
+// with or without attention dropout. The memory planner asks it of a config.
+bool fused_cpu_attention_chosen(int64_t keys);
 
 // Whether fused_cpu_causal_attention computes this attention: float32 (B, nh, T, hs) q, k, v
 // on the CPU, and fused_cpu_attention_chosen.
-bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout_p);
+bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
-// softmax(q k^T / sqrt(hs), causal) v over (B, nh, T, hs) tensors, differentiable. Query
-// row i sits at position past_length + i of the keys. The result is a (B, nh, Tq, hs) view
+// dropout(softmax(q k^T / sqrt(hs), causal)) v over (B, nh, T, hs) tensors, differentiable.
+// Query row i sits at position past_length + i of the keys. Dropout (p in [0, 1)) draws its
+// keep mask from the default CPU generator exactly as ATen's dropout draws its noise, so
+// training consumes the random stream as LibTorch's attention (and nanoGPT) does; the mask
+// is kept for backward as one byte per (query, key). The result is a (B, nh, Tq, hs) view
 // of a (B, Tq, nh, hs) tensor, so that re-assembling the heads side by side copies nothing.
 // Correct for any number of keys; causal_attention (compat.h) calls it where
 // fused_cpu_attention_applies.
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                      int64_t past_length);
+                                      int64_t past_length, double dropout_p = 0.0);
 
 }  // namespace nanogpt
