@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Loss parity with Python nanoGPT, the short version of docs/comparing-with-nanogpt.md: 10
 # iterations of the CPU recipe (fp32, dropout 0) from scratch, then 10 more resumed on both
-# sides from the checkpoint that Python nanoGPT wrote; every loss within 1e-4.
+# sides from the checkpoint that Python nanoGPT wrote, then 10 from scratch with dropout 0.2
+# (the same random stream: the port's fused attention draws nanoGPT's dropout masks); every
+# loss within 1e-4.
 # Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and Debian's python3-torch; skips (77) otherwise.
 # Usage: tests/nanogpt_parity.sh path/to/nanogpt
 set -euo pipefail
@@ -28,3 +30,6 @@ grep "max abs loss diff" scratch.log
 /usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
   --resume-from scratch/nanogpt-out/ckpt.pt --workdir resumed > resumed.log || { tail -30 resumed.log; exit 1; }
 grep "max abs loss diff" resumed.log
+/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
+  --set dropout=0.2 --workdir dropout > dropout.log || { tail -30 dropout.log; exit 1; }
+grep "max abs loss diff" dropout.log
