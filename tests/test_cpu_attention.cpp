@@ -94,7 +94,7 @@ TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
   EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
 }
 
-TEST(CpuAttention, AppliesToFloat32CpuUpTo384Keys) {
+TEST(CpuAttention, AppliesToFloat32CpuUpToTheMostKeys) {
   auto x = torch::randn({1, 1, 4, 4});
   EXPECT_TRUE(fused_cpu_attention_applies(x, x, x));
   auto most_keys = torch::randn({1, 1, kFusedAttentionMaxKeys, 4});

@@ -83,9 +83,10 @@ int main(int argc, char** argv) {
   };
   for (const Shape& s : std::vector<Shape>{{12, 4, 64, 32, "README CPU recipe"},
                                            {64, 6, 256, 64, "baby GPT"},
-                                           {16, 12, 384, 64, "384 keys, the most the port fuses"},
-                                           {8, 12, 512, 64, "512 keys (LibTorch's path is used)"},
-                                           {2, 12, 1024, 64, "GPT-2 (LibTorch's path is used)"}}) {
+                                           {16, 12, 384, 64, "384 keys"},
+                                           {8, 12, 512, 64, "512 keys"},
+                                           {2, 12, 1024, 64, "GPT-2, 1024 keys"},
+                                           {1, 12, 2048, 64, "2048 keys, the most the port fuses"}}) {
     const int runs = s.T >= 384 ? std::max(3, repeats / 4) : repeats;
     const AttentionTimes math = time_attention(s.B, s.H, s.T, s.D, false, runs);
     const AttentionTimes fused = time_attention(s.B, s.H, s.T, s.D, true, runs);

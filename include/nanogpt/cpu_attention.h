@@ -7,11 +7,13 @@
 
 namespace nanogpt {
 
-// Past this many keys the fused backward, whose products are row-times-matrix loops, loses
-// to LibTorch's matrix products over the full (T, T) scores (fwd+bwd time, fused / LibTorch,
-// on this machine's EPYC: 0.75 at 384 keys, 0.9-1.4 at 512, 1.5 at 1024; `nanogpt_kernel_bench`,
-// docs/performance.md), so attention over more keys takes LibTorch's path.
-constexpr int64_t kFusedAttentionMaxKeys = 384;
+// Up to this many keys the fused kernel is as fast as LibTorch's matrix products over the
+// full (T, T) scores or faster (fwd+bwd time, fused / LibTorch, on this machine's EPYC: 0.5-0.6
+// up to 512 keys, 0.8-1.05 at 1024, 0.93 at 2048; `nanogpt_kernel_bench`, docs/performance.md)
+// and keeps O(T) memory per query instead of O(T^2); its backward's scratch, three (T, T)
+// float matrices per thread (48 MiB at 2048 keys), is what bounds it. Past it attention takes
+// LibTorch's path.
+constexpr int64_t kFusedAttentionMaxKeys = 2048;
 
 // The choice for float32 CPU attention: the fused kernel up to kFusedAttentionMaxKeys keys,
 // with or without attention dropout. The memory planner asks it of a config.
