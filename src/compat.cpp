@@ -45,14 +45,22 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
     return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
   }
   if (tq == 1) return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, false);
-  return at::scaled_dot_product_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()),
-                                          dropout_p, false);
+  return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
 #else
   // 1.13's attention on the CPU is plain matrix products over a materialised (T, T) mask.
   if (fused_cpu_attention_applies(q, k, v)) return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
   if (tq == 1) return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, dropout_p));
-  return std::get<0>(at::_scaled_dot_product_attention(
-      q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p));
+  return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
+#endif
+}
+
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            double dropout_p) {
+#if TORCH_VERSION_MAJOR >= 2
+  // 2.0 replaced the tuple-returning _scaled_dot_product_attention with this dispatcher.
+  return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
+#else
+  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, dropout_p));
 #endif
 }
 

@@ -1,6 +1,8 @@
 // Times this port's CPU kernels against the LibTorch code they replace, on one thread, and
 // prints a markdown table: the fused causal attention (forward, backward) against
-// _scaled_dot_product_attention with a bool mask, and FusedAdamW's step against AdamW's.
+// LibTorch's attention with a bool mask (nanogpt::masked_attention: 1.13's
+// _scaled_dot_product_attention, 2.x's scaled_dot_product_attention), and FusedAdamW's step
+// against AdamW's.
 // Usage: nanogpt_kernel_bench [--threads N] [--repeats N]
 #include <torch/torch.h>
 
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "nanogpt/compat.h"
 #include "nanogpt/cpu_attention.h"
 #include "nanogpt/fused_adamw.h"
 
@@ -42,7 +45,7 @@ AttentionTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool f
   auto mask = torch::ones({T, T}, torch::kBool).tril();
   auto attend = [&] {
     return fused ? nanogpt::fused_cpu_causal_attention(q, k, v, 0)
-                 : std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, 0.0));
+                 : nanogpt::masked_attention(q, k, v, mask, 0.0);
   };
   const double forward = milliseconds([&] { torch::NoGradGuard no_grad; attend(); }, repeats);
   const double both = milliseconds([&] { attend().backward(upstream); }, repeats);

@@ -9,6 +9,12 @@ namespace nanogpt {
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             double dropout_p, int64_t past_length);
 
+// LibTorch's own scaled dot-product attention over (B, nh, Tq, hs) queries and (B, nh, Tk, hs)
+// keys and values, attending where the bool (Tq, Tk) `mask` is true: 1.13's
+// _scaled_dot_product_attention (the math path), 2.x's scaled_dot_product_attention.
+at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                            double dropout_p);
+
 // The autocast state of one device type: enabled or not, and to which dtype.
 struct AutocastState {
   bool enabled = false;
