@@ -60,6 +60,15 @@ at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::
   // 2.0 replaced the tuple-returning _scaled_dot_product_attention with this dispatcher.
   return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
 #else
+  return math_attention(q, k, v, mask, dropout_p);  // 1.13 has no other attention
+#endif
+}
+
+at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                          double dropout_p) {
+#if TORCH_VERSION_MAJOR >= 2
+  return std::get<0>(at::_scaled_dot_product_attention_math(q, k, v, mask, dropout_p));
+#else
   return std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, dropout_p));
 #endif
 }

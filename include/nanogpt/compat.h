@@ -15,6 +15,12 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double dropout_p);
 
+// LibTorch's reference (math) attention, the same arguments: softmax of the masked scores,
+// at::dropout on those (B, nh, Tq, Tk) probabilities, then the product with v. 1.13's
+// _scaled_dot_product_attention, 2.x's _scaled_dot_product_attention_math.
+at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                          double dropout_p);
+
 // The autocast state of one device type: enabled or not, and to which dtype.
 struct AutocastState {
   bool enabled = false;
