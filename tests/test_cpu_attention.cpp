@@ -11,15 +11,18 @@ using namespace nanogpt;
 
 namespace {
 
-// softmax(q k^T / sqrt(hs)) v in double precision, query row i seeing keys 0..past+i.
+// softmax(q k^T / sqrt(hs)) v in double precision, query row i seeing keys 0..past+i; with a
+// bool keep mask, the probabilities are dropped where it is false and scaled by 1 / (1 - p).
 torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                                  int64_t past) {
+                                  int64_t past, const torch::Tensor& keep = {}, double p = 0.0) {
   const int64_t tq = q.size(2), tk = k.size(2);
   auto rows = torch::arange(tq).unsqueeze(1) + past;
   auto cols = torch::arange(tk).unsqueeze(0);
   auto scores = q.to(torch::kDouble).matmul(k.to(torch::kDouble).transpose(-2, -1)) / std::sqrt(double(q.size(3)));
   scores = scores.masked_fill(cols > rows, -std::numeric_limits<double>::infinity());
-  return torch::softmax(scores, -1).matmul(v.to(torch::kDouble));
+  auto probabilities = torch::softmax(scores, -1);
+  if (keep.defined()) probabilities = probabilities * keep.to(torch::kDouble) / (1 - p);
+  return probabilities.matmul(v.to(torch::kDouble));
 }
 
 struct Case {
@@ -37,28 +40,41 @@ std::vector<torch::Tensor> projected_heads(const Case& c) {
   return heads;
 }
 
-void expect_matches_reference(const Case& c) {
-  torch::manual_seed(c.batch * 1000 + c.keys * 10 + c.dim);
-  auto heads = projected_heads(c);
-  std::vector<torch::Tensor> leaves, leaves_ref;
-  for (auto& t : heads) {
-    leaves.push_back(t.detach().requires_grad_(true));
-    leaves_ref.push_back(t.detach().to(torch::kDouble).requires_grad_(true));
+// q, k, v as float32 leaves and as float64 leaves of the same values.
+struct Leaves {
+  std::vector<torch::Tensor> fp32, fp64;
+};
+Leaves leaves_of(const std::vector<torch::Tensor>& heads) {
+  Leaves l;
+  for (const auto& t : heads) {
+    l.fp32.push_back(t.detach().requires_grad_(true));
+    l.fp64.push_back(t.detach().to(torch::kDouble).requires_grad_(true));
   }
-  auto out = fused_cpu_causal_attention(leaves[0], leaves[1], leaves[2], c.past);
-  auto expected = reference_attention(leaves_ref[0], leaves_ref[1], leaves_ref[2], c.past);
-  ASSERT_EQ(out.sizes(), expected.sizes());
-  EXPECT_LE((out.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-6);
+  return l;
+}
 
+// The fused output against the float64 expectation, then dq, dk, dv after one backward.
+void expect_output_and_gradients_match(const torch::Tensor& out, const torch::Tensor& expected, const Leaves& l,
+                                       const std::string& context) {
+  ASSERT_EQ(out.sizes(), expected.sizes());
+  EXPECT_LE((out.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-6) << context;
   auto upstream = torch::randn(out.sizes());
   out.backward(upstream);
   expected.backward(upstream.to(torch::kDouble));
   const char* names[] = {"dq", "dk", "dv"};
   for (int i = 0; i < 3; ++i) {
-    const auto error = (leaves[i].grad().to(torch::kDouble) - leaves_ref[i].grad()).abs().max().item<double>();
-    const auto scale = leaves_ref[i].grad().abs().max().item<double>();
-    EXPECT_LE(error, 1e-5 * std::max(1.0, scale)) << names[i];
+    const auto error = (l.fp32[i].grad().to(torch::kDouble) - l.fp64[i].grad()).abs().max().item<double>();
+    const auto scale = l.fp64[i].grad().abs().max().item<double>();
+    EXPECT_LE(error, 1e-5 * std::max(1.0, scale)) << names[i] << ", " << context;
   }
+}
+
+void expect_matches_reference(const Case& c) {
+  torch::manual_seed(c.batch * 1000 + c.keys * 10 + c.dim);
+  const Leaves l = leaves_of(projected_heads(c));
+  auto out = fused_cpu_causal_attention(l.fp32[0], l.fp32[1], l.fp32[2], c.past);
+  auto expected = reference_attention(l.fp64[0], l.fp64[1], l.fp64[2], c.past);
+  expect_output_and_gradients_match(out, expected, l, "keys " + std::to_string(c.keys));
 }
 
 }  // namespace
@@ -127,15 +143,11 @@ TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
   for (const Case& c : {Case{2, 3, 17, 17, 0, 5}, Case{3, 4, 64, 64, 0, 32}}) {
     torch::manual_seed(11);
     auto heads = projected_heads(c);
-    std::vector<torch::Tensor> leaves, leaves_ref;
-    for (auto& t : heads) {
-      leaves.push_back(t.detach().requires_grad_(true));
-      leaves_ref.push_back(t.detach().to(torch::kDouble).requires_grad_(true));
-    }
+    const Leaves l = leaves_of(heads);
     auto causal = torch::ones({c.queries, c.keys}, torch::kBool).tril();
 
     torch::manual_seed(5);
-    auto out = fused_cpu_causal_attention(leaves[0], leaves[1], leaves[2], 0, p);
+    auto out = fused_cpu_causal_attention(l.fp32[0], l.fp32[1], l.fp32[2], 0, p);
     const auto stream_after = torch::rand({4});
     torch::manual_seed(5);
     auto libtorch = nanogpt::math_attention(heads[0], heads[1], heads[2], causal, p);
@@ -146,22 +158,8 @@ TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
     torch::manual_seed(5);
     auto keep = torch::empty({c.batch, c.heads, c.queries, c.keys}, torch::kBool).bernoulli_(1 - p);
     EXPECT_GT(keep.logical_not().sum().item<int64_t>(), 0);  // some probabilities are dropped
-    auto probabilities = torch::softmax(
-        (leaves_ref[0].matmul(leaves_ref[1].transpose(-2, -1)) / std::sqrt(double(c.dim)))
-            .masked_fill(causal.logical_not(), -std::numeric_limits<double>::infinity()),
-        -1);
-    auto expected = (probabilities * keep.to(torch::kDouble) / (1 - p)).matmul(leaves_ref[2]);
-    EXPECT_LE((out.to(torch::kDouble) - expected).abs().max().item<double>(), 2e-6);
-
-    auto upstream = torch::randn(out.sizes());
-    out.backward(upstream);
-    expected.backward(upstream.to(torch::kDouble));
-    const char* names[] = {"dq", "dk", "dv"};
-    for (int i = 0; i < 3; ++i) {
-      const auto error = (leaves[i].grad().to(torch::kDouble) - leaves_ref[i].grad()).abs().max().item<double>();
-      const auto scale = leaves_ref[i].grad().abs().max().item<double>();
-      EXPECT_LE(error, 1e-5 * std::max(1.0, scale)) << names[i] << " in case T=" << c.keys;
-    }
+    auto expected = reference_attention(l.fp64[0], l.fp64[1], l.fp64[2], 0, keep, p);
+    expect_output_and_gradients_match(out, expected, l, "dropout, keys " + std::to_string(c.keys));
   }
 }
 
