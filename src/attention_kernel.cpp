@@ -26,26 +26,25 @@ NANOGPT_ALWAYS_INLINE int64_t visible_keys(const HeadShape& s, int64_t query) {
   return std::min(s.past + query + 1, s.keys);
 }
 
-typedef int32_t Mask8 __attribute__((vector_size(32)));
-
 // dst[c * dst_stride + r] = src[r * src_stride + c] for an 8 x 8 tile: the unpack, shuffle and
-// 128-bit permute network (24 shuffles for 64 floats instead of 64 scalar moves).
+// 128-bit permute network (24 shuffles for 64 floats instead of 64 scalar moves);
+// __builtin_shufflevector is the spelling GCC (12 and later) and clang share.
 NANOGPT_ALWAYS_INLINE void transpose_8x8(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
   Vec8 r[8], t[8], u[8];
   for (int i = 0; i < 8; ++i) r[i] = load(src + i * src_stride);
   for (int i = 0; i < 8; i += 2) {
-    t[i] = __builtin_shuffle(r[i], r[i + 1], Mask8{0, 8, 1, 9, 4, 12, 5, 13});
-    t[i + 1] = __builtin_shuffle(r[i], r[i + 1], Mask8{2, 10, 3, 11, 6, 14, 7, 15});
+    t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+    t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
   }
   for (int i = 0; i < 8; i += 4) {
     for (int h = 0; h < 2; ++h) {
-      u[i + 2 * h] = __builtin_shuffle(t[i + h], t[i + h + 2], Mask8{0, 1, 8, 9, 4, 5, 12, 13});
-      u[i + 2 * h + 1] = __builtin_shuffle(t[i + h], t[i + h + 2], Mask8{2, 3, 10, 11, 6, 7, 14, 15});
+      u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+      u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
     }
   }
   for (int c = 0; c < 4; ++c) {
-    store(dst + c * dst_stride, __builtin_shuffle(u[c], u[c + 4], Mask8{0, 1, 2, 3, 8, 9, 10, 11}));
-    store(dst + (c + 4) * dst_stride, __builtin_shuffle(u[c], u[c + 4], Mask8{4, 5, 6, 7, 12, 13, 14, 15}));
+    store(dst + c * dst_stride, __builtin_shufflevector(u[c], u[c + 4], 0, 1, 2, 3, 8, 9, 10, 11));
+    store(dst + (c + 4) * dst_stride, __builtin_shufflevector(u[c], u[c + 4], 4, 5, 6, 7, 12, 13, 14, 15));
   }
 }
 
