@@ -64,6 +64,7 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
   }
   const at::Device device = parse_device(config.device);
   at::set_num_threads(config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads());
+  apply_cpu_memory_mode(config.cpu_memory);
   torch::manual_seed(static_cast<uint64_t>(config.seed));
 
   BenchResult result;

@@ -75,6 +75,7 @@ const std::vector<KeySpec>& key_specs() {
       {"memory_budget", &TrainConfig::memory_budget},
       {"memory_limit", &TrainConfig::memory_limit},
       {"auto_fit", &TrainConfig::auto_fit},
+      {"cpu_memory", &TrainConfig::cpu_memory},
       {"bucket_cap_mb", &TrainConfig::bucket_cap_mb},
       {"ddp_timeout_s", &TrainConfig::ddp_timeout_s},
   };
@@ -298,6 +299,8 @@ void validate(const TrainConfig& c) {
           fmt::format("config key 'dtype' must be float32, bfloat16 or float16, got '{}'", c.dtype));
   require(c.dtype != "float16" || c.device.rfind("cuda", 0) == 0,
           "dtype 'float16' needs device cuda (autocast on the CPU supports bfloat16 only)");
+  require(c.cpu_memory == "keep" || c.cpu_memory == "release",
+          fmt::format("config key 'cpu_memory' must be 'keep' or 'release', got '{}'", c.cpu_memory));
   require(c.activation_checkpointing == "none" || c.activation_checkpointing == "blocks",
           fmt::format("config key 'activation_checkpointing' must be 'none' or 'blocks', got '{}'",
                       c.activation_checkpointing));

@@ -14,6 +14,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
+#include "nanogpt/recompute.h"
 #include "nanogpt/training_step.h"
 
 namespace nanogpt {
@@ -114,22 +115,34 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
     add("logits, log-softmax and their gradients", fmt::format("max(3*s*B*T*V, a*B*T*V + {}4*V*C)", autocast ? "2*V*C + " : ""),
         head_bytes);
   } else {
-    const int64_t softmax_phase = 3 * s * chunk * V;
-    const int64_t matmul_phase = a * chunk * V + (autocast ? 2 : 0) * VC + 4 * VC;
-    head_bytes = 4 * BTC + 4 * VC + (autocast ? 2 * VC : 0) + std::max(softmax_phase, matmul_phase);
+    // the hidden's gradient, the weight-gradient accumulator, (the half weight copy,) and one
+    // chunk: its fp32 logits turned in place into their gradient, beside the half logits and
+    // then the half gradient under autocast, whose weight gradient is added in vocabulary
+    // slices (a half and a float temporary each)
+    const int64_t slice_bytes = 6 * std::min(V, kHalfWeightGradRows) * C;
+    const int64_t chunk_bytes = autocast ? a * chunk * V + std::max(4 * chunk * V, slice_bytes) : 4 * chunk * V;
+    head_bytes = 4 * BTC + 4 * VC + (autocast ? 2 * VC : 0) + chunk_bytes;
     add("chunked loss backward (chunk rows N)",
-        fmt::format("4*B*T*C + 4*V*C {}+ max(3*s*N*V, a*N*V + {}4*V*C)", autocast ? "+ 2*V*C " : "",
-                    autocast ? "2*V*C + " : ""),
+        autocast ? fmt::format("4*B*T*C + 4*V*C + 2*V*C + a*N*V + max(4*N*V, 6*{}*C)",
+                               V > kHalfWeightGradRows ? std::to_string(kHalfWeightGradRows) : "V")
+                 : "4*B*T*C + 4*V*C + 4*N*V",
         head_bytes);
   }
-  // The blocks' backward starts after the loss head's tensors are freed, so it adds only
-  // what it needs beyond them: the recomputed block (with checkpointing), the residual
-  // gradients and the largest pair of intermediate gradients (attention scores, or the MLP's).
-  const int64_t block_backward = (n_ckpt > 0 ? per_block : 0) + 8 * BTC + std::max(8 * a * BTC, attention_grads);
+  // The blocks' backward starts after the loss head's tensors (and its saved input, and
+  // ln_f's) are freed, except the LM head's weight gradient, which waits for the embedding's.
+  // It needs the recomputed top block (when that one is checkpointed; a plain top block frees
+  // its own tensors before a lower one is recomputed), two residual gradients and the largest
+  // pair of intermediate gradients: the MLP's (4*a*B*T*C beyond the saved GELU output that
+  // mlp.c_proj's backward has freed), or the attention scores' (beyond the MLP's saved tensors).
+  const bool top_recomputed = every > 0 && (L - 1) % every == 0;
+  const int64_t head_inputs = (chunked ? 4 : a) * BTC + 4 * BTC + 8 * BT;
+  const int64_t block_backward = 4 * VC + (top_recomputed ? per_block : 0) + 8 * BTC +
+                                 std::max(4 * a * BTC, attention_grads - (9 * a + 4) * BTC) - head_inputs;
   const int64_t beyond_head = std::max<int64_t>(0, block_backward - head_bytes);
-  add(n_ckpt > 0 ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
-      fmt::format("max(0, {}8*B*T*C + {} - loss head)", n_ckpt > 0 ? "(" + per_block_formula + ") + " : "",
-                  fused_attention ? "8*a*B*T*C" : "max(8*a*B*T*C, 2*p*B*nh*T*T)"),
+  add(top_recomputed ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
+      fmt::format("max(0, 4*V*C + {}8*B*T*C + {} - {}*B*T*C - 4*B*T*C - 8*B*T - loss head)",
+                  top_recomputed ? "(" + per_block_formula + ") + " : "",
+                  fused_attention ? "4*a*B*T*C" : "max(4*a*B*T*C, 2*p*B*nh*T*T - (9*a+4)*B*T*C)", chunked ? "4" : "a"),
       beyond_head);
   activation_bytes += head_bytes + beyond_head;
 
@@ -200,6 +213,7 @@ MeasuredMemory measure_training_step(const TrainConfig& config, int64_t vocab_si
   // tensors that other code of this process holds are not the step's
   const int64_t held_before = std::max<int64_t>(0, memory_peaks(device).cpu_tensor_bytes_now);
   at::set_num_threads(config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads());
+  apply_cpu_memory_mode(config.cpu_memory);
   torch::manual_seed(static_cast<uint64_t>(config.seed));
   GPT model(GPTConfig{config.block_size, vocab_size, config.n_layer, config.n_head, config.n_embd, config.dropout,
                       config.bias});

@@ -104,6 +104,17 @@ void keep_freed_cpu_memory() {
 #endif
 }
 
+void release_freed_cpu_memory() {
+#ifdef __GLIBC__
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 10);  // glibc's default
+#endif
+}
+
+void apply_cpu_memory_mode(const std::string& mode) {
+  if (mode == "release") release_freed_cpu_memory();
+}
+
 bool counting_cpu_allocator_installed() { return counting_allocator != nullptr; }
 
 void limit_device_memory(const at::Device& device, int64_t bytes) {

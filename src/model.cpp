@@ -136,7 +136,7 @@ int64_t GPTImpl::get_num_params(bool non_embedding) const {
   return n;
 }
 
-torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache) {
+torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache, const c10::intrusive_ptr<TiedGradient>& tied) {
   const int64_t t = idx.size(1);
   const int64_t past = cache != nullptr ? cache->length() : 0;
   if (past + t > config.block_size) {
@@ -144,7 +144,7 @@ torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache) {
                                 ", block size is only " + std::to_string(config.block_size));
   }
   auto pos = torch::arange(past, past + t, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-  torch::Tensor x = drop(wte(idx) + wpe(pos));
+  torch::Tensor x = drop((tied ? tied_embedding(wte->weight, idx, tied) : wte(idx)) + wpe(pos));
   if (cache != nullptr) {
     cache->keys.resize(blocks.size());
     cache->values.resize(blocks.size());
@@ -165,10 +165,11 @@ torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache) {
 torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return F::linear(hidden, wte->weight); }
 
 std::tuple<torch::Tensor, torch::Tensor> GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
-  torch::Tensor x = hidden_states(idx);
   if (targets.defined() && loss_chunk_size > 0) {
-    return {torch::Tensor(), chunked_lm_loss(x, wte->weight, targets, loss_chunk_size)};
+    const auto tied = c10::make_intrusive<TiedGradient>();
+    return {torch::Tensor(), chunked_lm_loss(hidden_states(idx, nullptr, tied), wte->weight, targets, loss_chunk_size, tied)};
   }
+  torch::Tensor x = hidden_states(idx);
   if (targets.defined()) {
     torch::Tensor logits = lm_head(x);
     torch::Tensor loss = F::cross_entropy(logits.view({-1, logits.size(-1)}), targets.view(-1),

@@ -12,8 +12,7 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-void save_autocast(AutogradContext* ctx, at::DeviceType device_type) {
-  const AutocastState state = autocast_state(device_type);
+void save_autocast(AutogradContext* ctx, const AutocastState& state) {
   ctx->saved_data["autocast_enabled"] = state.enabled;
   ctx->saved_data["autocast_dtype"] = static_cast<int64_t>(state.dtype);
 }
@@ -29,7 +28,7 @@ struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
     ctx->saved_data["block"] = reinterpret_cast<int64_t>(block);
     ctx->saved_data["rng_cpu"] = rng_state(at::kCPU);
     if (x.is_cuda()) ctx->saved_data["rng_device"] = rng_state(x.device());
-    save_autocast(ctx, x.device().type());
+    save_autocast(ctx, autocast_state(x.device().type()));
     ctx->save_for_backward({x});
     return block->forward(x);  // grad mode is off here: no intermediates are kept
   }
@@ -59,52 +58,122 @@ struct CheckpointedBlock : torch::autograd::Function<CheckpointedBlock> {
   }
 };
 
-torch::Tensor chunk_loss_sum(const torch::Tensor& hidden, const torch::Tensor& weight, const torch::Tensor& targets) {
-  return torch::nn::functional::cross_entropy(
-      torch::nn::functional::linear(hidden, weight), targets,
-      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kSum));
+// The LM head runs its matmuls in autocast's half type when autocast is on (as `linear`
+// would) and the softmax statistics in fp32 (as autocast runs cross-entropy).
+at::ScalarType head_matmul_dtype(const AutocastState& autocast, const at::Tensor& hidden) {
+  return autocast.enabled ? autocast.dtype : hidden.scalar_type();
 }
 
+at::Tensor chunk_logits(const at::Tensor& rows, const at::Tensor& weight) {
+  at::Tensor logits = at::mm(rows, weight.t());
+  const bool half = logits.scalar_type() == at::kBFloat16 || logits.scalar_type() == at::kHalf;
+  return half ? logits.to(at::kFloat) : logits;
+}
+
+// Row-wise log(sum(exp(logits))) as (N, 1), computed in place: no second (N, V) tensor.
+at::Tensor log_sum_exp_(at::Tensor& logits) {
+  const at::Tensor row_max = std::get<0>(logits.max(1, true));
+  return logits.sub_(row_max).exp_().sum(1, true).log_().add_(row_max);
+}
+
+// Forward keeps, per position, only the log-sum-exp of its logits; backward recomputes one
+// chunk of logits at a time and turns it in place into the logits' gradient
+// scale * (softmax - one_hot(target)), so a chunk costs one fp32 (N, V) tensor (plus its half
+// copy under autocast), and the weight gradient is accumulated in place.
 struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
   static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& hidden, const torch::Tensor& weight,
-                               const torch::Tensor& targets, int64_t chunk) {
-    const torch::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
-    const torch::Tensor labels = targets.reshape(-1);
-    torch::Tensor loss_sum = torch::zeros({}, hidden.options().dtype(torch::kFloat));
+                               const torch::Tensor& targets, int64_t chunk, const c10::IValue& tied) {
+    const at::DeviceType device_type = hidden.device().type();
+    const AutocastState autocast = autocast_state(device_type);
+    const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
+    const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
+    const at::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
+    const at::Tensor labels = targets.reshape({-1, 1});
+    const at::Tensor safe_labels = labels.clamp_min(0);
+    const at::Tensor weight_cast = weight.to(dtype);
+    at::Tensor log_sum_exp, target_logit;
     for (int64_t start = 0; start < rows.size(0); start += chunk) {
-      loss_sum += chunk_loss_sum(rows.slice(0, start, start + chunk), weight, labels.slice(0, start, start + chunk));
+      at::Tensor logits = chunk_logits(rows.slice(0, start, start + chunk).to(dtype), weight_cast);
+      if (!log_sum_exp.defined()) {
+        log_sum_exp = at::empty({rows.size(0), 1}, logits.options());
+        target_logit = at::empty({rows.size(0), 1}, logits.options());
+      }
+      target_logit.slice(0, start, start + chunk).copy_(logits.gather(1, safe_labels.slice(0, start, start + chunk)));
+      log_sum_exp.slice(0, start, start + chunk).copy_(log_sum_exp_(logits));
     }
-    // a tensor, not a number: no host sync
-    const torch::Tensor counted = (labels != -1).sum().to(torch::kFloat);
-    ctx->save_for_backward({hidden, weight, targets, counted});
+    const at::Tensor valid = labels.ne(-1);
+    const at::Tensor loss_sum = at::where(valid, log_sum_exp - target_logit, at::zeros({}, log_sum_exp.options())).sum();
+    const at::Tensor counted = valid.sum().to(loss_sum.scalar_type());  // a tensor, not a number: no host sync
+    ctx->save_for_backward({hidden, weight, targets, log_sum_exp, counted});
     ctx->saved_data["chunk"] = chunk;
-    save_autocast(ctx, hidden.device().type());
+    ctx->saved_data["tied"] = tied;
+    save_autocast(ctx, autocast);
     return loss_sum / counted;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
-    const torch::Tensor& hidden = saved[0];
-    const torch::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
-    const torch::Tensor labels = saved[2].reshape(-1);
+    const at::Tensor& hidden = saved[0];
+    const at::Tensor& log_sum_exp = saved[3];
+    const at::DeviceType device_type = hidden.device().type();
+    const AutocastState autocast = saved_autocast(ctx);
+    const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
+    const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const torch::Tensor scale = grad_outputs[0] / saved[3];
-    torch::Tensor weight = saved[1].detach().requires_grad_(true);
-    torch::Tensor grad_rows = torch::empty_like(rows);
-    torch::Tensor grad_weight = torch::zeros_like(weight);
-    AutocastGuard autocast(hidden.device().type(), saved_autocast(ctx));
+    const at::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
+    const at::Tensor labels = saved[2].reshape({-1, 1});
+    const at::Tensor safe_labels = labels.clamp_min(0);
+    // d loss / d logit = row_scale * (softmax - one_hot); ignored positions have row_scale 0
+    const at::Tensor row_scale = labels.ne(-1).to(log_sum_exp.scalar_type()) * (grad_outputs[0] / saved[4]);
+    const at::Tensor weight_cast = saved[1].to(dtype);
+    at::Tensor grad_rows = at::empty_like(rows);
+    at::Tensor grad_weight = at::zeros_like(saved[1]);
+    const c10::IValue& tied = ctx->saved_data["tied"];
     for (int64_t start = 0; start < rows.size(0); start += chunk) {
-      torch::Tensor part = rows.slice(0, start, start + chunk).detach().requires_grad_(true);
-      torch::Tensor loss;
-      {
-        torch::AutoGradMode enable_grad(true);
-        loss = chunk_loss_sum(part, weight, labels.slice(0, start, start + chunk));
+      const at::Tensor part = rows.slice(0, start, start + chunk).to(dtype);
+      const at::Tensor scale = row_scale.slice(0, start, start + chunk);
+      at::Tensor grad_logits = chunk_logits(part, weight_cast);
+      grad_logits.sub_(log_sum_exp.slice(0, start, start + chunk)).exp_().mul_(scale);
+      grad_logits.scatter_add_(1, safe_labels.slice(0, start, start + chunk), -scale);
+      grad_logits = grad_logits.to(dtype);  // under autocast the fp32 tensor is freed here
+      at::Tensor grad_part = grad_rows.slice(0, start, start + chunk);
+      if (dtype == grad_rows.scalar_type()) {
+        at::mm_out(grad_part, grad_logits, weight_cast);
+        grad_weight.addmm_(grad_logits.t(), part);
+      } else {
+        grad_part.copy_(at::mm(grad_logits, weight_cast));
+        // rounded to the half type first, as autograd would; in slices of the vocabulary
+        // because adding a half tensor to a float one makes a float copy of it on the CPU
+        for (int64_t row = 0; row < grad_weight.size(0); row += kHalfWeightGradRows) {
+          grad_weight.slice(0, row, row + kHalfWeightGradRows)
+              .add_(at::mm(grad_logits.slice(1, row, row + kHalfWeightGradRows).t(), part));
+        }
       }
-      auto grads = torch::autograd::grad({loss}, {part, weight}, {scale});
-      grad_rows.slice(0, start, start + chunk).copy_(grads[0]);
-      grad_weight += grads[1];
     }
-    return {grad_rows.view_as(hidden), grad_weight, torch::Tensor(), torch::Tensor()};
+    if (tied.isCapsule()) {  // tied_embedding's backward completes and returns it
+      c10::static_intrusive_pointer_cast<TiedGradient>(tied.toCapsule())->sum = std::move(grad_weight);
+    }
+    return {grad_rows.view_as(hidden), grad_weight, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+  }
+};
+
+struct TiedEmbedding : torch::autograd::Function<TiedEmbedding> {
+  static torch::Tensor forward(AutogradContext* ctx, const torch::Tensor& weight, const torch::Tensor& idx,
+                               const c10::IValue& tied) {
+    ctx->save_for_backward({idx});
+    ctx->saved_data["tied"] = tied;
+    ctx->saved_data["rows"] = weight.size(0);
+    return at::embedding(weight, idx);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const at::Tensor idx = ctx->get_saved_variables()[0];
+    const at::Tensor& grad = grad_outputs[0];
+    auto tied = c10::static_intrusive_pointer_cast<TiedGradient>(ctx->saved_data["tied"].toCapsule());
+    at::Tensor sum = std::move(tied->sum);
+    if (!sum.defined()) sum = at::zeros({ctx->saved_data["rows"].toInt(), grad.size(-1)}, grad.options());
+    sum.index_add_(0, idx.reshape(-1), grad.reshape({-1, grad.size(-1)}));
+    return {sum, torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -112,9 +181,17 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
 
 at::Tensor checkpointed_block(BlockImpl& block, const at::Tensor& x) { return CheckpointedBlock::apply(x, &block); }
 
+c10::IValue capsule(const c10::intrusive_ptr<TiedGradient>& tied) {
+  return tied ? c10::IValue::make_capsule(tied) : c10::IValue();
+}
+
 at::Tensor chunked_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
-                           int64_t chunk_positions) {
-  return ChunkedLmLoss::apply(hidden, weight, targets, chunk_positions);
+                           int64_t chunk_positions, const c10::intrusive_ptr<TiedGradient>& tied) {
+  return ChunkedLmLoss::apply(hidden, weight, targets, chunk_positions, capsule(tied));
+}
+
+at::Tensor tied_embedding(const at::Tensor& weight, const at::Tensor& idx, const c10::intrusive_ptr<TiedGradient>& tied) {
+  return TiedEmbedding::apply(weight, idx, capsule(tied));
 }
 
 }  // namespace nanogpt

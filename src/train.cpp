@@ -78,6 +78,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   const int threads = config.num_threads > 0 ? static_cast<int>(config.num_threads)
                                              : std::max(1, hardware_threads() / ddp_env.local_world_size);
   at::set_num_threads(threads);
+  apply_cpu_memory_mode(config.cpu_memory);
   if (ddp && config.auto_fit) {
     throw ConfigError(fmt::format("config key 'auto_fit' is for one process only (WORLD_SIZE is {}): every rank "
                                   "would have to change its micro-batch at once; set auto_fit: false",

@@ -46,7 +46,8 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 46u);
+  EXPECT_EQ(config_keys().size(), 47u);
+  EXPECT_EQ(c.cpu_memory, "keep");
 }
 
 TEST(Config, YamlThenOverridesInOrder) {
@@ -97,6 +98,7 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("device: tpu\n"), "device 'tpu' is not supported"));
   EXPECT_TRUE(contains(error_of("dtype: float16\ndevice: cpu\n"), "dtype 'float16' needs device cuda"));
   EXPECT_TRUE(contains(error_of("activation_checkpointing: layers\n"), "'activation_checkpointing' must be 'none' or 'blocks', got 'layers'"));
+  EXPECT_TRUE(contains(error_of("cpu_memory: free\n"), "'cpu_memory' must be 'keep' or 'release', got 'free'"));
   EXPECT_TRUE(contains(error_of("checkpoint_every: 0\n"), "'checkpoint_every' must be a positive integer, got 0"));
   EXPECT_TRUE(contains(error_of("loss_chunk_size: -1\n"), "'loss_chunk_size' must be >= 0 (0 = off), got -1"));
   EXPECT_TRUE(contains(error_of("memory_budget: lots\n"), "'memory_budget' expects a positive size such as 12GiB"));

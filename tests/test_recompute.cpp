@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include <fstream>
 #include <torch/torch.h>
 
 #include "nanogpt/compat.h"
@@ -111,6 +113,55 @@ TEST(Recompute, ChunkedLossDirectlyMatchesCrossEntropy) {
   EXPECT_TRUE(torch::allclose(got_grads[1], expected_grads[1], 0, 1e-6));
 }
 
+TEST(Recompute, ChunkedLossUnderBf16RunsTheHeadInBf16) {
+  torch::manual_seed(2);
+  auto hidden = torch::randn({2, 6, 16}, torch::requires_grad());
+  auto weight = torch::randn({40, 16}, torch::requires_grad());
+  auto targets = torch::randint(40, {2, 6}, torch::kLong);
+  torch::Tensor expected, got;
+  {
+    AutocastGuard bf16(at::kCPU, {true, at::kBFloat16});
+    expected = torch::nn::functional::cross_entropy(torch::nn::functional::linear(hidden, weight).view({-1, 40}),
+                                                    targets.view(-1));
+    got = chunked_lm_loss(hidden, weight, targets, 12);  // one chunk: the same operations
+  }
+  EXPECT_NEAR(got.item<double>(), expected.item<double>(), 1e-5);
+  auto expected_grads = torch::autograd::grad({expected}, {hidden, weight});
+  auto got_grads = torch::autograd::grad({got}, {hidden, weight});
+  for (int i = 0; i < 2; ++i) {
+    // products of bf16 matmuls: every gradient element is a bf16 number
+    EXPECT_TRUE(torch::equal(got_grads[i], got_grads[i].to(torch::kBFloat16).to(torch::kFloat))) << i;
+    EXPECT_TRUE(torch::allclose(got_grads[i], expected_grads[i], 1e-2, 1e-5)) << i;
+  }
+}
+
+TEST(Recompute, TiedEmbeddingLeavesOneWeightGradientAlive) {
+  // The chunked loss and the token embedding share a (V, C) weight much larger than the rest.
+  install_counting_cpu_allocator();
+  const int64_t V = 8192, C = 64, weight_bytes = V * C * 4;
+  torch::manual_seed(3);
+  auto weight = torch::randn({V, C}, torch::requires_grad());
+  auto idx = torch::randint(V, {2, 8}, torch::kLong);
+  auto targets = torch::randint(V, {2, 8}, torch::kLong);
+  auto run = [&](bool tied) {
+    weight.mutable_grad() = torch::zeros_like(weight);  // a later micro-step: the gradient exists
+    c10::intrusive_ptr<TiedGradient> shared;
+    if (tied) shared = c10::make_intrusive<TiedGradient>();
+    torch::Tensor hidden = tied ? tied_embedding(weight, idx, shared) : torch::embedding(weight, idx);
+    torch::Tensor loss = chunked_lm_loss(hidden.tanh(), weight, targets, 4, shared);
+    const int64_t before = memory_peaks(at::kCPU).cpu_tensor_bytes_now;
+    reset_memory_peaks(at::kCPU);
+    loss.backward();
+    return std::make_pair(memory_peaks(at::kCPU).cpu_tensor_bytes - before, weight.grad().clone());
+  };
+  const auto [untied_peak, untied_grad] = run(false);
+  const auto [tied_peak, tied_grad] = run(true);
+  EXPECT_TRUE(torch::allclose(tied_grad, untied_grad, 0, 1e-6));
+  // untied: two gradients and their sum (LibTorch 1.13's engine adds them out of place)
+  EXPECT_GT(untied_peak, 2.9 * weight_bytes) << untied_peak;
+  EXPECT_LT(tied_peak, 1.5 * weight_bytes) << tied_peak;
+}
+
 TEST(Recompute, AutocastGuardRestoresTheOuterState) {
   const AutocastState before = autocast_state(at::kCPU);
   EXPECT_FALSE(before.enabled);
@@ -171,6 +222,31 @@ TEST(Recompute, CountingAllocatorMeasuresTensorBytes) {
   EXPECT_GT(memory_peaks(at::kCPU).peak_rss_bytes, 0);
 }
 
+int64_t resident_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6));
+  }
+  return -1;
+}
+
+TEST(Recompute, CpuMemoryReleaseGivesFreedTensorMemoryBack) {
+  auto resident_drop_after_free = [] {
+    std::vector<torch::Tensor> held;
+    for (int i = 0; i < 48; ++i) held.push_back(torch::ones({512 * 1024}));  // 2 MiB each, written
+    const int64_t holding = resident_kib();
+    held.clear();
+    return holding - resident_kib();
+  };
+  // (free chunks that earlier tests left in the heap may serve some of the 2 MiB requests)
+  release_freed_cpu_memory();
+  const int64_t released_drop = resident_drop_after_free();
+  keep_freed_cpu_memory();  // the binary's setting
+  const int64_t kept_drop = resident_drop_after_free();
+  EXPECT_GT(released_drop, 48 * 1024) << "KiB of 96 MiB freed";
+  EXPECT_LT(kept_drop, 16 * 1024) << "KiB of 96 MiB freed";
+}
+
 TEST(Compat, NativeBf16IsReadFromTheCpuFlags) {
   const std::string epyc_avx2 =
       "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n\nprocessor\t: 1\n";
@@ -184,3 +260,4 @@ TEST(Compat, NativeBf16IsReadFromTheCpuFlags) {
   EXPECT_EQ(slow_cpu_bf16_note(at::Device(at::kCPU), "float32"), "");
   EXPECT_EQ(slow_cpu_bf16_note(at::Device(at::kCPU), "bfloat16").empty(), cpu_has_native_bf16());
 }
+

@@ -70,6 +70,7 @@ struct TrainConfig {
   std::string memory_budget;                       // e.g. "12GiB": plan for it and cap the device at it
   std::string memory_limit;                        // cap the device without planning (a smaller device)
   bool auto_fit = false;                           // on out-of-memory: halve micro-batch, double accumulation
+  std::string cpu_memory = "keep";                 // keep | release: freed CPU tensor memory (memory_stats.h)
   // data-parallel runs under torchrun (this port's own, see docs/distributed.md)
   double bucket_cap_mb = 25.0;   // gradients are all-reduced in flat buckets of about this size (DDP's default)
   int64_t ddp_timeout_s = 600;   // a collective, or a wait for rank 0, fails after this long without progress

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <string>
 
 namespace nanogpt {
 
@@ -18,6 +19,16 @@ bool counting_cpu_allocator_installed();
 // step then reuses the pages of the last one instead of faulting in and zeroing fresh pages.
 // Process-wide, so the binary calls it once; a no-op without glibc.
 void keep_freed_cpu_memory();
+
+// The opposite, for runs that trade speed for a lower peak RSS: allocations of 1 MiB and more
+// get their own mapping, given back to the kernel when freed, so memory freed between two
+// peaks does not stay resident in holes of the heap. Steps get slower (every large tensor
+// faults in fresh pages); docs/memory.md has the figures.
+void release_freed_cpu_memory();
+
+// The config key cpu_memory: "release" calls release_freed_cpu_memory(); "keep" leaves the
+// binary's setting.
+void apply_cpu_memory_mode(const std::string& mode);
 
 // Caps the bytes that tensors may hold on `device` (0: no cap), the way a smaller GPU
 // would: on the CPU the counting allocator refuses allocations past it with

@@ -15,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include "nanogpt/recompute.h"
+
 namespace nanogpt {
 
 struct GPTConfig {
@@ -81,8 +83,10 @@ struct GPTImpl : torch::nn::Module {
   // the returned logits are undefined). Without targets, logits of the last position only.
   std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& idx,
                                                    const torch::Tensor& targets = {});
-  // Final hidden states (after ln_f), optionally continuing from and filling `cache`.
-  torch::Tensor hidden_states(const torch::Tensor& idx, KVCache* cache = nullptr);
+  // Final hidden states (after ln_f), optionally continuing from and filling `cache`. With
+  // `tied`, the token embedding completes the tied weight's gradient there (recompute.h).
+  torch::Tensor hidden_states(const torch::Tensor& idx, KVCache* cache = nullptr,
+                              const c10::intrusive_ptr<TiedGradient>& tied = {});
   // The LM head, tied to the token embedding.
   torch::Tensor lm_head(const torch::Tensor& hidden);
 
