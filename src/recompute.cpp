@@ -170,20 +170,25 @@ struct TiedEmbedding : torch::autograd::Function<TiedEmbedding> {
     const at::Tensor idx = ctx->get_saved_variables()[0];
     const at::Tensor& grad = grad_outputs[0];
     auto tied = c10::static_intrusive_pointer_cast<TiedGradient>(ctx->saved_data["tied"].toCapsule());
+    const int64_t rows = ctx->saved_data["rows"].toInt();
     at::Tensor sum = std::move(tied->sum);
-    if (!sum.defined()) sum = at::zeros({ctx->saved_data["rows"].toInt(), grad.size(-1)}, grad.options());
-    sum.index_add_(0, idx.reshape(-1), grad.reshape({-1, grad.size(-1)}));
+    if (!sum.defined()) sum = at::zeros({rows, grad.size(-1)}, grad.options());
+    if (grad.is_cuda()) {  // CUDA's index_add_ adds with atomics, in no fixed order
+      sum.add_(at::embedding_dense_backward(grad, idx, rows, -1, false));
+    } else {
+      sum.index_add_(0, idx.reshape(-1), grad.reshape({-1, grad.size(-1)}));
+    }
     return {sum, torch::Tensor(), torch::Tensor()};
   }
 };
 
-}  // namespace
-
-at::Tensor checkpointed_block(BlockImpl& block, const at::Tensor& x) { return CheckpointedBlock::apply(x, &block); }
-
 c10::IValue capsule(const c10::intrusive_ptr<TiedGradient>& tied) {
   return tied ? c10::IValue::make_capsule(tied) : c10::IValue();
 }
+
+}  // namespace
+
+at::Tensor checkpointed_block(BlockImpl& block, const at::Tensor& x) { return CheckpointedBlock::apply(x, &block); }
 
 at::Tensor chunked_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                            int64_t chunk_positions, const c10::intrusive_ptr<TiedGradient>& tied) {
@@ -191,6 +196,7 @@ at::Tensor chunked_lm_loss(const at::Tensor& hidden, const at::Tensor& weight, c
 }
 
 at::Tensor tied_embedding(const at::Tensor& weight, const at::Tensor& idx, const c10::intrusive_ptr<TiedGradient>& tied) {
+  TORCH_CHECK(tied, "tied_embedding needs a TiedGradient");
   return TiedEmbedding::apply(weight, idx, capsule(tied));
 }
 
