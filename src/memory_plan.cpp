@@ -145,6 +145,17 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
                   fused_attention ? "4*a*B*T*C" : "max(4*a*B*T*C, 2*p*B*nh*T*T - (9*a+4)*B*T*C)", chunked ? "4" : "a"),
       beyond_head);
   activation_bytes += head_bytes + beyond_head;
+  // At the end of backward the tied weight's two gradients (the LM head's and the
+  // embedding's) meet. LibTorch 1.13's engine adds them out of place: three (V, C) tensors.
+  // With the chunked loss the embedding adds into the head's (recompute.h): one, and two on
+  // CUDA. They matter when B*T is small against C.
+  const int64_t tied_gradients = chunked ? (cuda ? 8 : 4) * VC : 12 * VC;
+  const int64_t tied_end = std::max<int64_t>(0, tied_gradients + 4 * BTC - activation_bytes);
+  if (tied_end > 0) {
+    add("tied weight's gradients at the end of backward, beyond the activations",
+        fmt::format("max(0, {}*V*C + 4*B*T*C - activations)", tied_gradients / VC), tied_end);
+    activation_bytes += tied_end;
+  }
 
   // AdamW's step runs after the activations are gone; on CUDA its sqrt/div temporaries of
   // the largest parameter (wte) matter only for tiny batches. On the CPU FusedAdamW makes none.

@@ -19,6 +19,7 @@ grid=(
   "L4 C128 T128 B4 fp32 ckpt chunk128|--n_layer=4 --n_head=4 --n_embd=128 --block_size=128 --batch_size=4 --vocab-size=4096 --activation_checkpointing=blocks --loss_chunk_size=128"
   "L6 C128 T256 B4 fp32 ckpt/2 chunk256|--n_layer=6 --n_head=4 --n_embd=128 --block_size=256 --batch_size=4 --vocab-size=4096 --activation_checkpointing=blocks --checkpoint_every=2 --loss_chunk_size=256"
   "L4 C128 T128 B4 fp32 dropout0.1|--n_layer=4 --n_head=4 --n_embd=128 --block_size=128 --batch_size=4 --vocab-size=4096 --dropout=0.1"
+  "L2 C256 T64 B2 fp32 V8192|--n_layer=2 --n_head=4 --n_embd=256 --block_size=64 --batch_size=2 --vocab-size=8192"
   "L4 C128 T128 B4 fp32 bias|--n_layer=4 --n_head=4 --n_embd=128 --block_size=128 --batch_size=4 --vocab-size=4096 --bias=true"
   "L2 C64 T64 B4 bf16|--n_layer=2 --n_head=2 --n_embd=64 --block_size=64 --batch_size=4 --vocab-size=1024 --dtype=bfloat16"
   "L2 C64 T128 B2 bf16 ckpt|--n_layer=2 --n_head=2 --n_embd=64 --block_size=128 --batch_size=2 --vocab-size=1024 --dtype=bfloat16 --activation_checkpointing=blocks"
