@@ -156,8 +156,8 @@ void add_memory_command(CLI::App& app) {
                                format_bytes(estimate.total_bytes))
                 << fmt::format("measured peak tensor bytes   {:>14}  {}  (estimate {:+.1f}%)\n",
                                measured.peak_tensor_bytes, format_bytes(measured.peak_tensor_bytes), error)
-                << fmt::format("measured peak RSS            {:>14}  {}\n", measured.peak_rss_bytes,
-                               format_bytes(measured.peak_rss_bytes));
+                << fmt::format("measured peak RSS            {:>14}  {}  (cpu_memory: {})\n", measured.peak_rss_bytes,
+                               format_bytes(measured.peak_rss_bytes), config.cpu_memory);
     }
   });
 }
