@@ -76,6 +76,18 @@ at::Tensor log_sum_exp_(at::Tensor& logits) {
   return logits.sub_(row_max).exp_().sum(1, true).log_().add_(row_max);
 }
 
+// What the chunked loss's forward and backward both derive from their inputs: the
+// positions as rows, their labels as a column (and with -1 replaced by 0, for gathers),
+// and the weight in the matmuls' dtype.
+struct HeadRows {
+  at::Tensor rows, labels, safe_labels, weight_cast;
+};
+
+HeadRows head_rows(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets, at::ScalarType dtype) {
+  const at::Tensor labels = targets.reshape({-1, 1});
+  return {hidden.reshape({-1, hidden.size(-1)}), labels, labels.clamp_min(0), weight.to(dtype)};
+}
+
 // Forward keeps, per position, only the log-sum-exp of its logits; backward recomputes one
 // chunk of logits at a time and turns it in place into the logits' gradient
 // scale * (softmax - one_hot(target)), so a chunk costs one fp32 (N, V) tensor (plus its half
@@ -87,10 +99,7 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
     const AutocastState autocast = autocast_state(device_type);
     const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
     const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
-    const at::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
-    const at::Tensor labels = targets.reshape({-1, 1});
-    const at::Tensor safe_labels = labels.clamp_min(0);
-    const at::Tensor weight_cast = weight.to(dtype);
+    const auto [rows, labels, safe_labels, weight_cast] = head_rows(hidden, weight, targets, dtype);
     at::Tensor log_sum_exp, target_logit;
     for (int64_t start = 0; start < rows.size(0); start += chunk) {
       at::Tensor logits = chunk_logits(rows.slice(0, start, start + chunk).to(dtype), weight_cast);
@@ -120,12 +129,9 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
     const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
     const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
-    const at::Tensor rows = hidden.reshape({-1, hidden.size(-1)});
-    const at::Tensor labels = saved[2].reshape({-1, 1});
-    const at::Tensor safe_labels = labels.clamp_min(0);
+    const auto [rows, labels, safe_labels, weight_cast] = head_rows(hidden, saved[1], saved[2], dtype);
     // d loss / d logit = row_scale * (softmax - one_hot); ignored positions have row_scale 0
     const at::Tensor row_scale = labels.ne(-1).to(log_sum_exp.scalar_type()) * (grad_outputs[0] / saved[4]);
-    const at::Tensor weight_cast = saved[1].to(dtype);
     at::Tensor grad_rows = at::empty_like(rows);
     at::Tensor grad_weight = at::zeros_like(saved[1]);
     const c10::IValue& tied = ctx->saved_data["tied"];
