@@ -64,10 +64,12 @@ at::ScalarType head_matmul_dtype(const AutocastState& autocast, const at::Tensor
   return autocast.enabled ? autocast.dtype : hidden.scalar_type();
 }
 
+at::ScalarType softmax_dtype(at::ScalarType matmul_dtype) {
+  return matmul_dtype == at::kBFloat16 || matmul_dtype == at::kHalf ? at::kFloat : matmul_dtype;
+}
+
 at::Tensor chunk_logits(const at::Tensor& rows, const at::Tensor& weight) {
-  at::Tensor logits = at::mm(rows, weight.t());
-  const bool half = logits.scalar_type() == at::kBFloat16 || logits.scalar_type() == at::kHalf;
-  return half ? logits.to(at::kFloat) : logits;
+  return at::mm(rows, weight.t()).to(softmax_dtype(rows.scalar_type()));  // no copy when already there
 }
 
 // Row-wise log(sum(exp(logits))) as (N, 1), computed in place: no second (N, V) tensor.
@@ -100,18 +102,16 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
     const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
     const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
     const auto [rows, labels, safe_labels, weight_cast] = head_rows(hidden, weight, targets, dtype);
-    at::Tensor log_sum_exp, target_logit;
+    const at::TensorOptions statistics = hidden.options().dtype(softmax_dtype(dtype));
+    at::Tensor log_sum_exp = at::empty({rows.size(0), 1}, statistics);
+    at::Tensor target_logit = at::empty({rows.size(0), 1}, statistics);
     for (int64_t start = 0; start < rows.size(0); start += chunk) {
       at::Tensor logits = chunk_logits(rows.slice(0, start, start + chunk).to(dtype), weight_cast);
-      if (!log_sum_exp.defined()) {
-        log_sum_exp = at::empty({rows.size(0), 1}, logits.options());
-        target_logit = at::empty({rows.size(0), 1}, logits.options());
-      }
       target_logit.slice(0, start, start + chunk).copy_(logits.gather(1, safe_labels.slice(0, start, start + chunk)));
       log_sum_exp.slice(0, start, start + chunk).copy_(log_sum_exp_(logits));
     }
     const at::Tensor valid = labels.ne(-1);
-    const at::Tensor loss_sum = at::where(valid, log_sum_exp - target_logit, at::zeros({}, log_sum_exp.options())).sum();
+    const at::Tensor loss_sum = at::where(valid, log_sum_exp - target_logit, at::zeros({}, statistics)).sum();
     const at::Tensor counted = valid.sum().to(loss_sum.scalar_type());  // a tensor, not a number: no host sync
     ctx->save_for_backward({hidden, weight, targets, log_sum_exp, counted});
     ctx->saved_data["chunk"] = chunk;
