@@ -19,7 +19,12 @@ constexpr int64_t kLanes = 8;
 
 NANOGPT_ALWAYS_INLINE Vec8 load(const float* p) { return *reinterpret_cast<const UnalignedVec8*>(p); }
 NANOGPT_ALWAYS_INLINE void store(float* p, Vec8 v) { *reinterpret_cast<UnalignedVec8*>(p) = v; }
-NANOGPT_ALWAYS_INLINE Vec8 broadcast(float x) { return Vec8{} + x; }
+// A shuffle of lane 0: GCC 12 builds x - Vec8{} or Vec8{x, ..., x} inside a target("avx2")
+// function from eight inserts (its AVX1 sequence), this becomes one vbroadcastss.
+NANOGPT_ALWAYS_INLINE Vec8 broadcast(float x) {
+  const Vec8 first = {x};
+  return __builtin_shufflevector(first, first, 0, 0, 0, 0, 0, 0, 0, 0);
+}
 NANOGPT_ALWAYS_INLINE int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
 
 NANOGPT_ALWAYS_INLINE int64_t visible_keys(const HeadShape& s, int64_t query) {
@@ -72,69 +77,102 @@ NANOGPT_ALWAYS_INLINE void transpose_padded(Rows src, int64_t keys, int64_t dim,
   transpose(src.data, src.stride, keys, dim, columns, stride);
 }
 
-// scores[j] = scale * sum_d x[d] * columns[d * stride + j] for j in [begin, padded(end)),
-// begin a multiple of 8; the entries past end are not meant to be used. Blocks of 8 vectors
-// keep 8 independent multiply-add chains in flight (an FMA's latency is 4 or 5 cycles, and
-// two issue per cycle); the rest of the row is one block of 1 to 7 vectors.
-template <int kBlock>
-NANOGPT_ALWAYS_INLINE void score_block(const float* x, const float* columns, int64_t stride, int64_t j, int64_t dim,
-                                       float scale, float* scores) {
-  Vec8 acc[kBlock] = {};
+// A block of kRows rows (queries in forward, keys in backward) goes through the products
+// together: each vector of the shared operand is loaded once for all of them, so the loops
+// read a quarter of what row-at-a-time loops read (at 256 keys and head size 64 the
+// transposed keys are 64 KiB, past the L1 cache; row at a time, the loads were the limit).
+constexpr int kRowBlock = 4;
+
+// scores[r * scores_stride + j] = scale * sum_d x[r][d] * columns[d * stride + j] for the
+// kBlock vectors from j. Every operand vector feeds kRows multiply-adds; kRows * kBlock
+// independent chains are in flight (an FMA's latency is 4 or 5 cycles, two issue per cycle).
+template <int kRows, int kBlock>
+NANOGPT_ALWAYS_INLINE void score_block(const float* const* x, const float* columns, int64_t stride, int64_t j,
+                                       int64_t dim, float scale, float* scores, int64_t scores_stride) {
+  Vec8 acc[kRows][kBlock] = {};
   for (int64_t d = 0; d < dim; ++d) {
-    const Vec8 b = broadcast(x[d] * scale);
     const float* c = columns + d * stride + j;
+    Vec8 column[kBlock];
 #pragma GCC unroll 8
-    for (int v = 0; v < kBlock; ++v) acc[v] += b * load(c + v * kLanes);
+    for (int v = 0; v < kBlock; ++v) column[v] = load(c + v * kLanes);
+#pragma GCC unroll 4
+    for (int r = 0; r < kRows; ++r) {
+      const Vec8 b = broadcast(x[r][d] * scale);
+#pragma GCC unroll 8
+      for (int v = 0; v < kBlock; ++v) acc[r][v] += b * column[v];
+    }
   }
+#pragma GCC unroll 4
+  for (int r = 0; r < kRows; ++r) {
 #pragma GCC unroll 8
-  for (int v = 0; v < kBlock; ++v) store(scores + j + v * kLanes, acc[v]);
+    for (int v = 0; v < kBlock; ++v) store(scores + r * scores_stride + j + v * kLanes, acc[r][v]);
+  }
 }
 
-NANOGPT_ALWAYS_INLINE void row_scores(const float* x, const float* columns, int64_t stride, int64_t begin,
-                                      int64_t end, int64_t dim, float scale, float* scores) {
+// The scores of kRows rows over keys [begin, padded(end)), begin a multiple of 8; entries
+// past end are not meant to be used. One row takes 8 vectors per pass (8 chains), a block
+// of rows 3 (12 chains, with the operand vectors, in 16 registers); the rest of a row goes
+// in one pass.
+template <int kRows>
+NANOGPT_ALWAYS_INLINE void row_scores(const float* const* x, const float* columns, int64_t stride, int64_t begin,
+                                      int64_t end, int64_t dim, float scale, float* scores, int64_t scores_stride) {
+  constexpr int kMaxBlock = kRows == 1 ? 8 : 3;
   const int64_t width = padded(end);
   int64_t j = begin;
-  for (; j + 8 * kLanes <= width; j += 8 * kLanes) score_block<8>(x, columns, stride, j, dim, scale, scores);
-  switch ((width - j) / kLanes) {  // the last 1 to 7 vectors in one pass over d
-    case 7: score_block<7>(x, columns, stride, j, dim, scale, scores); break;
-    case 6: score_block<6>(x, columns, stride, j, dim, scale, scores); break;
-    case 5: score_block<5>(x, columns, stride, j, dim, scale, scores); break;
-    case 4: score_block<4>(x, columns, stride, j, dim, scale, scores); break;
-    case 3: score_block<3>(x, columns, stride, j, dim, scale, scores); break;
-    case 2: score_block<2>(x, columns, stride, j, dim, scale, scores); break;
-    case 1: score_block<1>(x, columns, stride, j, dim, scale, scores); break;
+  for (; j + kMaxBlock * kLanes <= width; j += kMaxBlock * kLanes) {
+    score_block<kRows, kMaxBlock>(x, columns, stride, j, dim, scale, scores, scores_stride);
+  }
+#define NANOGPT_SCORE_TAIL(N)                                                              \
+  case N:                                                                                  \
+    if constexpr (N < kMaxBlock) {                                                         \
+      score_block<kRows, N>(x, columns, stride, j, dim, scale, scores, scores_stride);     \
+    }                                                                                      \
+    break;
+  switch ((width - j) / kLanes) {  // the last 1 to kMaxBlock - 1 vectors in one pass over d
+    NANOGPT_SCORE_TAIL(7)
+    NANOGPT_SCORE_TAIL(6)
+    NANOGPT_SCORE_TAIL(5)
+    NANOGPT_SCORE_TAIL(4)
+    NANOGPT_SCORE_TAIL(3)
+    NANOGPT_SCORE_TAIL(2)
+    NANOGPT_SCORE_TAIL(1)
     default: break;
   }
+#undef NANOGPT_SCORE_TAIL
 }
 
-// out = sum_{i in [begin, end)} w[i * w_stride] * rows[i], a row of kVectors * 8 floats held
-// in registers; kVectors == 0 is the plain loop for any dim.
-template <int kVectors>
+// out[r] = sum_{i in [begin, end)} w[r * w_stride + i] * rows[i] for kRows rows of weights,
+// over rows of kVectors * 8 floats; kVectors == 0 is the plain loop for any dim. One output
+// row keeps all its vectors in registers (and a second set over odd i for short rows, so
+// that 8 chains are in flight); a block of rows goes 2 vectors of the row at a time (8
+// chains), each vector of rows[i] loaded once for the block.
+template <int kRows, int kVectors>
 NANOGPT_ALWAYS_INLINE void weighted_rows(const float* w, int64_t w_stride, int64_t begin, int64_t end, Rows rows,
-                                         int64_t dim, float* out) {
+                                         int64_t dim, float* const* out) {
   if constexpr (kVectors == 0) {
-    std::fill(out, out + dim, 0.0f);
-    for (int64_t i = begin; i < end; ++i) {
-      const float wi = w[i * w_stride];
-      const float* r = rows[i];
-      for (int64_t d = 0; d < dim; ++d) out[d] += wi * r[d];
+    for (int r = 0; r < kRows; ++r) {
+      const float* wr = w + r * w_stride;
+      std::fill(out[r], out[r] + dim, 0.0f);
+      for (int64_t i = begin; i < end; ++i) {
+        const float* row = rows[i];
+        for (int64_t d = 0; d < dim; ++d) out[r][d] += wr[i] * row[d];
+      }
     }
-  } else {
-    // Short rows get a second set of accumulators (odd i) so that 8 chains are in flight.
+  } else if constexpr (kRows == 1) {
     constexpr int kSets = kVectors <= 4 ? 2 : 1;
     Vec8 acc[kSets][kVectors] = {};
     int64_t i = begin;
     for (; i + kSets <= end; i += kSets) {
 #pragma GCC unroll 2
       for (int set = 0; set < kSets; ++set) {
-        const Vec8 b = broadcast(w[(i + set) * w_stride]);
+        const Vec8 b = broadcast(w[i + set]);
         const float* r = rows[i + set];
 #pragma GCC unroll 16
         for (int v = 0; v < kVectors; ++v) acc[set][v] += b * load(r + v * kLanes);
       }
     }
     if (i < end) {
-      const Vec8 b = broadcast(w[i * w_stride]);
+      const Vec8 b = broadcast(w[i]);
       const float* r = rows[i];
 #pragma GCC unroll 16
       for (int v = 0; v < kVectors; ++v) acc[0][v] += b * load(r + v * kLanes);
@@ -143,7 +181,29 @@ NANOGPT_ALWAYS_INLINE void weighted_rows(const float* w, int64_t w_stride, int64
     for (int v = 0; v < kVectors; ++v) {
       Vec8 sum = acc[0][v];
       if constexpr (kSets == 2) sum += acc[1][v];
-      store(out + v * kLanes, sum);
+      store(out[0] + v * kLanes, sum);
+    }
+  } else {
+    constexpr int kChunk = kVectors % 2 == 0 ? 2 : 1;
+    for (int c = 0; c < kVectors; c += kChunk) {
+      Vec8 acc[kRows][kChunk] = {};
+      for (int64_t i = begin; i < end; ++i) {
+        const float* row = rows[i] + c * kLanes;
+        Vec8 part[kChunk];
+#pragma GCC unroll 2
+        for (int u = 0; u < kChunk; ++u) part[u] = load(row + u * kLanes);
+#pragma GCC unroll 4
+        for (int r = 0; r < kRows; ++r) {
+          const Vec8 b = broadcast(w[r * w_stride + i]);
+#pragma GCC unroll 2
+          for (int u = 0; u < kChunk; ++u) acc[r][u] += b * part[u];
+        }
+      }
+#pragma GCC unroll 4
+      for (int r = 0; r < kRows; ++r) {
+#pragma GCC unroll 2
+        for (int u = 0; u < kChunk; ++u) store(out[r] + (c + u) * kLanes, acc[r][u]);
+      }
     }
   }
 }
@@ -172,38 +232,136 @@ NANOGPT_ALWAYS_INLINE float exp_approx(float t) {
   return y * power;
 }
 
+// The largest of p[0..n) (n >= 1) and the sum of p[0..n): 8 lanes at a time, the lanes
+// combined at the end (a plain loop's one chain of dependent adds would be the limit).
+NANOGPT_ALWAYS_INLINE float max_of(const float* p, int64_t n) {
+  Vec8 acc = broadcast(p[0]);
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    const Vec8 x = load(p + j);
+    acc = x > acc ? x : acc;
+  }
+  float max = acc[0];
+  for (int l = 1; l < kLanes; ++l) max = acc[l] > max ? acc[l] : max;
+  for (; j < n; ++j) max = p[j] > max ? p[j] : max;
+  return max;
+}
+
+NANOGPT_ALWAYS_INLINE float sum_of(const float* p, int64_t n) {
+  Vec8 acc[2] = {};
+  int64_t j = 0;
+  for (; j + 2 * kLanes <= n; j += 2 * kLanes) {
+    acc[0] += load(p + j);
+    acc[1] += load(p + j + kLanes);
+  }
+  if (j + kLanes <= n) {
+    acc[0] += load(p + j);
+    j += kLanes;
+  }
+  const Vec8 both = acc[0] + acc[1];
+  float sum = 0.0f;
+  for (int l = 0; l < kLanes; ++l) sum += both[l];
+  for (; j < n; ++j) sum += p[j];
+  return sum;
+}
+
+// Queries i0 .. i0 + kRows - 1: their scores over the keys the last of them sees, a softmax
+// per row (zero past the keys a row sees), and the weighted sums of the values.
+template <int kRows, int kVectors>
+NANOGPT_ALWAYS_INLINE void forward_rows(const HeadShape& s, Rows q, const float* k_columns, Rows v,
+                                        const DropoutMask& dropout, MutableRows out, float* lse, float* p,
+                                        int64_t i0) {
+  const int64_t stride = padded(s.keys), seen = visible_keys(s, i0 + kRows - 1);
+  const float* x[kRows];
+  float* o[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    x[r] = q[i0 + r];
+    o[r] = out[i0 + r];
+  }
+  row_scores<kRows>(x, k_columns, stride, 0, seen, s.dim, s.scale, p, stride);
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t i = i0 + r, n = visible_keys(s, i);
+    float* pr = p + r * stride;
+    float max = max_of(pr, n);
+    if (std::isnan(max)) max = 0.0f;  // let the NaN reach the output
+    for (int64_t j = 0; j < n; ++j) pr[j] = exp_approx(pr[j] - max);
+    const float sum = sum_of(pr, n);
+    const float inverse = 1.0f / sum;
+    for (int64_t j = 0; j < n; ++j) pr[j] *= inverse;
+    if (dropout.keep) {
+      const uint8_t* keep = dropout.keep + i * dropout.stride;
+      for (int64_t j = 0; j < n; ++j) pr[j] *= keep[j] ? dropout.scale : 0.0f;
+    }
+    std::fill(pr + n, pr + seen, 0.0f);
+    lse[i] = max + std::log(sum);
+  }
+  weighted_rows<kRows, kVectors>(p, stride, 0, seen, v, s.dim, o);
+}
+
 template <int kVectors>
 NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
                                          MutableRows out, float* lse, float* scratch) {
-  const int64_t stride = padded(s.keys);
   float* k_columns = scratch;
-  float* p = k_columns + s.dim * stride;
-  transpose_padded(k, s.keys, s.dim, stride, k_columns);
-  for (int64_t i = 0; i < s.queries; ++i) {
-    const int64_t n = visible_keys(s, i);
-    row_scores(q[i], k_columns, stride, 0, n, s.dim, s.scale, p);
-    float max = p[0];
-    for (int64_t j = 1; j < n; ++j) max = p[j] > max ? p[j] : max;
-    if (std::isnan(max)) max = 0.0f;  // let the NaN reach the output
-    for (int64_t j = 0; j < n; ++j) p[j] = exp_approx(p[j] - max);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; ++j) sum += p[j];
-    const float inverse = 1.0f / sum;
-    for (int64_t j = 0; j < n; ++j) p[j] *= inverse;
-    if (dropout.keep) {
-      const uint8_t* keep = dropout.keep + i * dropout.stride;
-      for (int64_t j = 0; j < n; ++j) p[j] *= keep[j] ? dropout.scale : 0.0f;
-    }
-    weighted_rows<kVectors>(p, 1, 0, n, v, s.dim, out[i]);
-    lse[i] = max + std::log(sum);
+  float* p = k_columns + s.dim * padded(s.keys);
+  transpose_padded(k, s.keys, s.dim, padded(s.keys), k_columns);
+  int64_t i = 0;
+  for (; i + kRowBlock <= s.queries; i += kRowBlock) {
+    forward_rows<kRowBlock, kVectors>(s, q, k_columns, v, dropout, out, lse, p, i);
   }
+  for (; i < s.queries; ++i) forward_rows<1, kVectors>(s, q, k_columns, v, dropout, out, lse, p, i);
 }
 
-// Backward key by key: for key j, the probabilities and score gradients of every query that
-// sees it come out as one contiguous row (scores over transposed queries), from which dk[j]
-// and dv[j] are summed in registers; the score gradients are kept, transposed in tiles, and
-// dq is summed from them row by row. Every output row is written once, and no pass walks a
-// column of a (T, T) matrix.
+// Keys j0 .. j0 + kRows - 1: the probabilities and score gradients of every query that sees
+// them, each key's as one contiguous row (scores over transposed queries, zero for the
+// queries that do not see it), then dk and dv of those keys.
+template <int kRows, int kVectors>
+NANOGPT_ALWAYS_INLINE void backward_keys(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                                         Rows dout, const float* lse, MutableRows dk, MutableRows dv,
+                                         const float* q_columns, const float* dout_columns, const float* do_dot_o,
+                                         const float* multipliers_by_key, float* score_grads_by_key, float* p,
+                                         int64_t j0) {
+  const int64_t query_stride = padded(s.queries);
+  const auto first_query = [&](int64_t j) { return std::min(std::max<int64_t>(0, j - s.past), s.queries); };
+  const int64_t first = first_query(j0), begin = first / kLanes * kLanes;
+  float* ds = score_grads_by_key + j0 * query_stride;
+  const float* kx[kRows];
+  const float* vx[kRows];
+  float* dkx[kRows];
+  float* dvx[kRows];
+  for (int r = 0; r < kRows; ++r) {
+    kx[r] = k[j0 + r];
+    vx[r] = v[j0 + r];
+    dkx[r] = dk[j0 + r];
+    dvx[r] = dv[j0 + r];
+  }
+  row_scores<kRows>(kx, q_columns, query_stride, begin, s.queries, s.dim, s.scale, p, query_stride);
+  row_scores<kRows>(vx, dout_columns, query_stride, begin, s.queries, s.dim, 1.0f, ds, query_stride);
+  for (int r = 0; r < kRows; ++r) {
+    float* pr = p + r * query_stride;
+    float* dsr = ds + r * query_stride;
+    for (int64_t i = begin; i < s.queries; ++i) pr[i] = exp_approx(pr[i] - lse[i]);
+    if (dropout.keep) {  // p becomes the kept probabilities that multiplied v in forward
+      const float* multiplier = multipliers_by_key + (j0 + r) * query_stride;
+      for (int64_t i = begin; i < s.queries; ++i) {
+        const float kept = pr[i] * multiplier[i];
+        dsr[i] = (kept * dsr[i] - pr[i] * do_dot_o[i]) * s.scale;
+        pr[i] = kept;
+      }
+    } else {
+      for (int64_t i = begin; i < s.queries; ++i) dsr[i] = pr[i] * (dsr[i] - do_dot_o[i]) * s.scale;
+    }
+    const int64_t unseen = first_query(j0 + r);  // queries before it do not see key j0 + r
+    std::fill(pr + first, pr + unseen, 0.0f);
+    std::fill(dsr, dsr + unseen, 0.0f);
+  }
+  weighted_rows<kRows, kVectors>(ds + first, query_stride, 0, s.queries - first, {q[first], q.stride}, s.dim, dkx);
+  weighted_rows<kRows, kVectors>(p + first, query_stride, 0, s.queries - first, {dout[first], dout.stride}, s.dim,
+                                 dvx);
+}
+
+// Backward by blocks of keys (backward_keys); the score gradients are kept, transposed in
+// tiles, and dq is summed from them by blocks of queries. Every output row is written once,
+// and no pass walks a column of a (T, T) matrix.
 template <int kVectors>
 NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
                                           Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
@@ -212,8 +370,8 @@ NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Ro
   float* q_columns = scratch;
   float* dout_columns = q_columns + s.dim * query_stride;
   float* do_dot_o = dout_columns + s.dim * query_stride;  // sum_j p[j] * dp[j] per query: softmax backward's correction
-  float* p = do_dot_o + query_stride;
-  float* score_grads_by_key = p + query_stride;                              // keys x query_stride
+  float* p = do_dot_o + query_stride;                                        // kRowBlock x query_stride
+  float* score_grads_by_key = p + kRowBlock * query_stride;                  // keys x query_stride
   float* score_grads = score_grads_by_key + s.keys * query_stride;           // queries x key_stride
   float* multipliers_by_key = score_grads + s.queries * key_stride;          // dropout: keys x query_stride
   if (dropout.keep) {
@@ -230,29 +388,26 @@ NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Ro
     for (int64_t d = 0; d < s.dim; ++d) sum += dout[i][d] * out[i][d];
     do_dot_o[i] = sum;
   }
-  for (int64_t j = 0; j < s.keys; ++j) {
-    const int64_t first = std::min(std::max<int64_t>(0, j - s.past), s.queries);  // the queries that see key j
-    const int64_t begin = first / kLanes * kLanes;
-    float* ds = score_grads_by_key + j * query_stride;
-    row_scores(k[j], q_columns, query_stride, begin, s.queries, s.dim, s.scale, p);
-    for (int64_t i = begin; i < s.queries; ++i) p[i] = exp_approx(p[i] - lse[i]);
-    row_scores(v[j], dout_columns, query_stride, begin, s.queries, s.dim, 1.0f, ds);
-    if (dropout.keep) {  // p becomes the kept probabilities that multiplied v in forward
-      const float* multiplier = multipliers_by_key + j * query_stride;
-      for (int64_t i = begin; i < s.queries; ++i) {
-        const float kept = p[i] * multiplier[i];
-        ds[i] = (kept * ds[i] - p[i] * do_dot_o[i]) * s.scale;
-        p[i] = kept;
-      }
-    } else {
-      for (int64_t i = begin; i < s.queries; ++i) ds[i] = p[i] * (ds[i] - do_dot_o[i]) * s.scale;
-    }
-    weighted_rows<kVectors>(ds, 1, first, s.queries, q, s.dim, dk[j]);
-    weighted_rows<kVectors>(p, 1, first, s.queries, dout, s.dim, dv[j]);
+  int64_t j = 0;
+  for (; j + kRowBlock <= s.keys; j += kRowBlock) {
+    backward_keys<kRowBlock, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, q_columns, dout_columns, do_dot_o,
+                                       multipliers_by_key, score_grads_by_key, p, j);
+  }
+  for (; j < s.keys; ++j) {
+    backward_keys<1, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, q_columns, dout_columns, do_dot_o,
+                               multipliers_by_key, score_grads_by_key, p, j);
   }
   transpose(score_grads_by_key, query_stride, s.keys, s.queries, score_grads, key_stride);
-  for (int64_t i = 0; i < s.queries; ++i) {
-    weighted_rows<kVectors>(score_grads + i * key_stride, 1, 0, visible_keys(s, i), k, s.dim, dq[i]);
+  int64_t i = 0;
+  for (; i + kRowBlock <= s.queries; i += kRowBlock) {
+    float* dqx[kRowBlock];
+    for (int r = 0; r < kRowBlock; ++r) dqx[r] = dq[i + r];
+    weighted_rows<kRowBlock, kVectors>(score_grads + i * key_stride, key_stride, 0, visible_keys(s, i + kRowBlock - 1),
+                                       k, s.dim, dqx);
+  }
+  for (; i < s.queries; ++i) {
+    float* dqx[1] = {dq[i]};
+    weighted_rows<1, kVectors>(score_grads + i * key_stride, key_stride, 0, visible_keys(s, i), k, s.dim, dqx);
   }
 }
 
@@ -315,9 +470,9 @@ void backward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const Dr
 
 }  // namespace
 
-int64_t forward_scratch_floats(const HeadShape& s) { return s.dim * padded(s.keys) + padded(s.keys); }
+int64_t forward_scratch_floats(const HeadShape& s) { return (s.dim + kRowBlock) * padded(s.keys); }
 int64_t backward_scratch_floats(const HeadShape& s, bool dropout) {
-  return (2 * s.dim + 2 + s.keys * (dropout ? 2 : 1)) * padded(s.queries) + s.queries * padded(s.keys);
+  return (2 * s.dim + 1 + kRowBlock + s.keys * (dropout ? 2 : 1)) * padded(s.queries) + s.queries * padded(s.keys);
 }
 
 void forward_head(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out, float* lse,
