@@ -453,22 +453,23 @@ NANOGPT_AVX2_FMA void forward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows
                                          MutableRows out, float* lse, float* scratch) {
   forward_head_any(s, q, k, v, dropout, out, lse, scratch);
 }
-void forward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out,
-                           float* lse, float* scratch) {
-  forward_head_any(s, q, k, v, dropout, out, lse, scratch);
-}
 NANOGPT_AVX2_FMA void backward_head_avx2(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
                                           Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
                                           MutableRows dv, float* scratch) {
   backward_head_any(s, q, k, v, dropout, out, dout, lse, dq, dk, dv, scratch);
+}
+
+}  // namespace
+
+void forward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, MutableRows out,
+                           float* lse, float* scratch) {
+  forward_head_any(s, q, k, v, dropout, out, lse, scratch);
 }
 void backward_head_baseline(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out,
                             Rows dout, const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
                             float* scratch) {
   backward_head_any(s, q, k, v, dropout, out, dout, lse, dq, dk, dv, scratch);
 }
-
-}  // namespace
 
 int64_t forward_scratch_floats(const HeadShape& s) { return (s.dim + kRowBlock) * padded(s.keys); }
 int64_t backward_scratch_floats(const HeadShape& s, bool dropout) {

@@ -44,4 +44,12 @@ void forward_head(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutM
 void backward_head(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out, Rows dout,
                    const float* lse, MutableRows dq, MutableRows dk, MutableRows dv, float* scratch);
 
+// forward_head and backward_head as compiled for the baseline target (no AVX2, no FMA),
+// whatever this CPU has: the copy other CPUs run, for tests.
+void forward_head_baseline(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutMask& dropout,
+                           MutableRows out, float* lse, float* scratch);
+void backward_head_baseline(const HeadShape& shape, Rows q, Rows k, Rows v, const DropoutMask& dropout, Rows out,
+                            Rows dout, const float* lse, MutableRows dq, MutableRows dk, MutableRows dv,
+                            float* scratch);
+
 }  // namespace nanogpt::attention_kernel

@@ -7,6 +7,8 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/cpu_attention.h"
 
+#include "attention_kernel.h"  // src/: the kernel itself, for its baseline copy
+
 using namespace nanogpt;
 
 namespace {
@@ -163,3 +165,38 @@ TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
   }
 }
 
+
+// The kernel's baseline copy, the one CPUs without AVX2 and FMA run, against the copy this
+// CPU runs (tested above against float64), on single heads: blocks of 4 rows and tails,
+// cached keys, every row width the loops special-case and one they do not.
+TEST(CpuAttention, BaselineKernelCopyMatchesTheDispatchedOne) {
+  namespace kernel = nanogpt::attention_kernel;
+  const auto rows = [](const torch::Tensor& t) { return kernel::Rows{t.data_ptr<float>(), t.stride(0)}; };
+  const auto mutable_rows = [](torch::Tensor& t) { return kernel::MutableRows{t.data_ptr<float>(), t.stride(0)}; };
+  for (const int64_t dim : {5, 8, 32, 48, 64}) {
+    torch::manual_seed(dim);
+    const int64_t queries = 11, keys = 14, past = 3;
+    const kernel::HeadShape shape{queries, keys, past, dim, static_cast<float>(1.0 / std::sqrt(double(dim)))};
+    auto q = torch::randn({queries, dim}), k = torch::randn({keys, dim}), v = torch::randn({keys, dim});
+    auto dout = torch::randn({queries, dim});
+    std::vector<float> scratch(
+        std::max(kernel::forward_scratch_floats(shape), kernel::backward_scratch_floats(shape, false)));
+    std::vector<torch::Tensor> results[2];
+    for (int copy = 0; copy < 2; ++copy) {
+      const auto forward = copy == 0 ? kernel::forward_head : kernel::forward_head_baseline;
+      const auto backward = copy == 0 ? kernel::backward_head : kernel::backward_head_baseline;
+      auto out = torch::empty({queries, dim}), lse = torch::empty({queries});
+      auto dq = torch::empty({queries, dim}), dk = torch::empty({keys, dim}), dv = torch::empty({keys, dim});
+      forward(shape, rows(q), rows(k), rows(v), {}, mutable_rows(out), lse.data_ptr<float>(), scratch.data());
+      backward(shape, rows(q), rows(k), rows(v), {}, rows(out), rows(dout), lse.data_ptr<float>(), mutable_rows(dq),
+               mutable_rows(dk), mutable_rows(dv), scratch.data());
+      results[copy] = {out, lse, dq, dk, dv};
+    }
+    const char* names[] = {"out", "lse", "dq", "dk", "dv"};
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      const double scale = std::max(1.0, results[0][i].abs().max().item<double>());
+      EXPECT_LE((results[0][i] - results[1][i]).abs().max().item<double>(), 1e-5 * scale)
+          << names[i] << ", head size " << dim;
+    }
+  }
+}

@@ -7,9 +7,9 @@
 
 namespace nanogpt {
 
-// Up to this many keys the fused kernel is as fast as LibTorch's matrix products over the
-// full (T, T) scores or faster (fwd+bwd time, fused / LibTorch, on this machine's EPYC: 0.5-0.6
-// up to 512 keys, 0.8-1.05 at 1024, 0.93 at 2048; `nanogpt_kernel_bench`, docs/performance.md)
+// Up to this many keys the fused kernel is faster than LibTorch's matrix products over the
+// full (T, T) scores (fwd+bwd time, fused / LibTorch, on this machine's EPYC: 0.42-0.57 up to
+// 1024 keys, 0.63 at 2048; `nanogpt_kernel_bench`, docs/performance.md)
 // and keeps O(T) memory per query instead of O(T^2); its backward's scratch, three (T, T)
 // float matrices per thread (48 MiB at 2048 keys), is what bounds it. Past it attention takes
 // LibTorch's path.
