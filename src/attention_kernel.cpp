@@ -311,19 +311,42 @@ NANOGPT_ALWAYS_INLINE void forward_loops(const HeadShape& s, Rows q, Rows k, Row
   for (; i < s.queries; ++i) forward_rows<1, kVectors>(s, q, k_columns, v, dropout, out, lse, p, i);
 }
 
+// The backward pass's scratch for one head, in one buffer of backward_scratch_floats.
+struct BackwardScratch {
+  float* q_columns;           // dim x padded(queries): the queries, transposed
+  float* dout_columns;        // dim x padded(queries): d(out), transposed
+  float* do_dot_o;            // padded(queries): sum_j p[j] * dp[j] per query, softmax backward's correction
+  float* p;                   // kRowBlock x padded(queries): a block of keys' probabilities
+  float* score_grads_by_key;  // keys x padded(queries)
+  float* score_grads;         // queries x padded(keys): the same, transposed
+  float* multipliers_by_key;  // with dropout, keys x padded(queries): 0 or 1 / (1 - p)
+};
+
+NANOGPT_ALWAYS_INLINE BackwardScratch backward_scratch(const HeadShape& s, float* scratch) {
+  const int64_t query_stride = padded(s.queries);
+  BackwardScratch w;
+  w.q_columns = scratch;
+  w.dout_columns = w.q_columns + s.dim * query_stride;
+  w.do_dot_o = w.dout_columns + s.dim * query_stride;
+  w.p = w.do_dot_o + query_stride;
+  w.score_grads_by_key = w.p + kRowBlock * query_stride;
+  w.score_grads = w.score_grads_by_key + s.keys * query_stride;
+  w.multipliers_by_key = w.score_grads + s.queries * padded(s.keys);
+  return w;
+}
+
 // Keys j0 .. j0 + kRows - 1: the probabilities and score gradients of every query that sees
 // them, each key's as one contiguous row (scores over transposed queries, zero for the
 // queries that do not see it), then dk and dv of those keys.
 template <int kRows, int kVectors>
 NANOGPT_ALWAYS_INLINE void backward_keys(const HeadShape& s, Rows q, Rows k, Rows v, const DropoutMask& dropout,
                                          Rows dout, const float* lse, MutableRows dk, MutableRows dv,
-                                         const float* q_columns, const float* dout_columns, const float* do_dot_o,
-                                         const float* multipliers_by_key, float* score_grads_by_key, float* p,
-                                         int64_t j0) {
+                                         const BackwardScratch& w, int64_t j0) {
   const int64_t query_stride = padded(s.queries);
   const auto first_query = [&](int64_t j) { return std::min(std::max<int64_t>(0, j - s.past), s.queries); };
   const int64_t first = first_query(j0), begin = first / kLanes * kLanes;
-  float* ds = score_grads_by_key + j0 * query_stride;
+  float* ds = w.score_grads_by_key + j0 * query_stride;
+  float* p = w.p;
   const float* kx[kRows];
   const float* vx[kRows];
   float* dkx[kRows];
@@ -334,21 +357,21 @@ NANOGPT_ALWAYS_INLINE void backward_keys(const HeadShape& s, Rows q, Rows k, Row
     dkx[r] = dk[j0 + r];
     dvx[r] = dv[j0 + r];
   }
-  row_scores<kRows>(kx, q_columns, query_stride, begin, s.queries, s.dim, s.scale, p, query_stride);
-  row_scores<kRows>(vx, dout_columns, query_stride, begin, s.queries, s.dim, 1.0f, ds, query_stride);
+  row_scores<kRows>(kx, w.q_columns, query_stride, begin, s.queries, s.dim, s.scale, p, query_stride);
+  row_scores<kRows>(vx, w.dout_columns, query_stride, begin, s.queries, s.dim, 1.0f, ds, query_stride);
   for (int r = 0; r < kRows; ++r) {
     float* pr = p + r * query_stride;
     float* dsr = ds + r * query_stride;
     for (int64_t i = begin; i < s.queries; ++i) pr[i] = exp_approx(pr[i] - lse[i]);
     if (dropout.keep) {  // p becomes the kept probabilities that multiplied v in forward
-      const float* multiplier = multipliers_by_key + (j0 + r) * query_stride;
+      const float* multiplier = w.multipliers_by_key + (j0 + r) * query_stride;
       for (int64_t i = begin; i < s.queries; ++i) {
         const float kept = pr[i] * multiplier[i];
-        dsr[i] = (kept * dsr[i] - pr[i] * do_dot_o[i]) * s.scale;
+        dsr[i] = (kept * dsr[i] - pr[i] * w.do_dot_o[i]) * s.scale;
         pr[i] = kept;
       }
     } else {
-      for (int64_t i = begin; i < s.queries; ++i) dsr[i] = pr[i] * (dsr[i] - do_dot_o[i]) * s.scale;
+      for (int64_t i = begin; i < s.queries; ++i) dsr[i] = pr[i] * (dsr[i] - w.do_dot_o[i]) * s.scale;
     }
     const int64_t unseen = first_query(j0 + r);  // queries before it do not see key j0 + r
     std::fill(pr + first, pr + unseen, 0.0f);
@@ -367,47 +390,37 @@ NANOGPT_ALWAYS_INLINE void backward_loops(const HeadShape& s, Rows q, Rows k, Ro
                                           Rows out, Rows dout, const float* lse, MutableRows dq, MutableRows dk,
                                           MutableRows dv, float* scratch) {
   const int64_t query_stride = padded(s.queries), key_stride = padded(s.keys);
-  float* q_columns = scratch;
-  float* dout_columns = q_columns + s.dim * query_stride;
-  float* do_dot_o = dout_columns + s.dim * query_stride;  // sum_j p[j] * dp[j] per query: softmax backward's correction
-  float* p = do_dot_o + query_stride;                                        // kRowBlock x query_stride
-  float* score_grads_by_key = p + kRowBlock * query_stride;                  // keys x query_stride
-  float* score_grads = score_grads_by_key + s.keys * query_stride;           // queries x key_stride
-  float* multipliers_by_key = score_grads + s.queries * key_stride;          // dropout: keys x query_stride
+  const BackwardScratch w = backward_scratch(s, scratch);
   if (dropout.keep) {
     for (int64_t i = 0; i < s.queries; ++i) {
       for (int64_t j = 0; j < s.keys; ++j) {
-        multipliers_by_key[j * query_stride + i] = dropout.keep[i * dropout.stride + j] ? dropout.scale : 0.0f;
+        w.multipliers_by_key[j * query_stride + i] = dropout.keep[i * dropout.stride + j] ? dropout.scale : 0.0f;
       }
     }
   }
-  transpose_padded(q, s.queries, s.dim, query_stride, q_columns);
-  transpose_padded(dout, s.queries, s.dim, query_stride, dout_columns);
+  transpose_padded(q, s.queries, s.dim, query_stride, w.q_columns);
+  transpose_padded(dout, s.queries, s.dim, query_stride, w.dout_columns);
   for (int64_t i = 0; i < s.queries; ++i) {
     float sum = 0.0f;
     for (int64_t d = 0; d < s.dim; ++d) sum += dout[i][d] * out[i][d];
-    do_dot_o[i] = sum;
+    w.do_dot_o[i] = sum;
   }
   int64_t j = 0;
   for (; j + kRowBlock <= s.keys; j += kRowBlock) {
-    backward_keys<kRowBlock, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, q_columns, dout_columns, do_dot_o,
-                                       multipliers_by_key, score_grads_by_key, p, j);
+    backward_keys<kRowBlock, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, w, j);
   }
-  for (; j < s.keys; ++j) {
-    backward_keys<1, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, q_columns, dout_columns, do_dot_o,
-                               multipliers_by_key, score_grads_by_key, p, j);
-  }
-  transpose(score_grads_by_key, query_stride, s.keys, s.queries, score_grads, key_stride);
+  for (; j < s.keys; ++j) backward_keys<1, kVectors>(s, q, k, v, dropout, dout, lse, dk, dv, w, j);
+  transpose(w.score_grads_by_key, query_stride, s.keys, s.queries, w.score_grads, key_stride);
   int64_t i = 0;
   for (; i + kRowBlock <= s.queries; i += kRowBlock) {
     float* dqx[kRowBlock];
     for (int r = 0; r < kRowBlock; ++r) dqx[r] = dq[i + r];
-    weighted_rows<kRowBlock, kVectors>(score_grads + i * key_stride, key_stride, 0, visible_keys(s, i + kRowBlock - 1),
+    weighted_rows<kRowBlock, kVectors>(w.score_grads + i * key_stride, key_stride, 0, visible_keys(s, i + kRowBlock - 1),
                                        k, s.dim, dqx);
   }
   for (; i < s.queries; ++i) {
     float* dqx[1] = {dq[i]};
-    weighted_rows<1, kVectors>(score_grads + i * key_stride, key_stride, 0, visible_keys(s, i), k, s.dim, dqx);
+    weighted_rows<1, kVectors>(w.score_grads + i * key_stride, key_stride, 0, visible_keys(s, i), k, s.dim, dqx);
   }
 }
 
