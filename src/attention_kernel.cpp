@@ -31,6 +31,11 @@ NANOGPT_ALWAYS_INLINE int64_t visible_keys(const HeadShape& s, int64_t query) {
   return std::min(s.past + query + 1, s.keys);
 }
 
+// The first query row that sees key j (the rows before it do not): visible_keys' inverse.
+NANOGPT_ALWAYS_INLINE int64_t first_query(const HeadShape& s, int64_t key) {
+  return std::min(std::max<int64_t>(0, key - s.past), s.queries);
+}
+
 // dst[c * dst_stride + r] = src[r * src_stride + c] for an 8 x 8 tile: the unpack, shuffle and
 // 128-bit permute network (24 shuffles for 64 floats instead of 64 scalar moves);
 // __builtin_shufflevector is the spelling GCC (12 and later) and clang share.
@@ -343,8 +348,7 @@ NANOGPT_ALWAYS_INLINE void backward_keys(const HeadShape& s, Rows q, Rows k, Row
                                          Rows dout, const float* lse, MutableRows dk, MutableRows dv,
                                          const BackwardScratch& w, int64_t j0) {
   const int64_t query_stride = padded(s.queries);
-  const auto first_query = [&](int64_t j) { return std::min(std::max<int64_t>(0, j - s.past), s.queries); };
-  const int64_t first = first_query(j0), begin = first / kLanes * kLanes;
+  const int64_t first = first_query(s, j0), begin = first / kLanes * kLanes;
   float* ds = w.score_grads_by_key + j0 * query_stride;
   float* p = w.p;
   const float* kx[kRows];
@@ -373,7 +377,7 @@ NANOGPT_ALWAYS_INLINE void backward_keys(const HeadShape& s, Rows q, Rows k, Row
     } else {
       for (int64_t i = begin; i < s.queries; ++i) dsr[i] = pr[i] * (dsr[i] - w.do_dot_o[i]) * s.scale;
     }
-    const int64_t unseen = first_query(j0 + r);  // queries before it do not see key j0 + r
+    const int64_t unseen = first_query(s, j0 + r);
     std::fill(pr + first, pr + unseen, 0.0f);
     std::fill(dsr, dsr + unseen, 0.0f);
   }

@@ -165,7 +165,6 @@ TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
   }
 }
 
-
 // The kernel's baseline copy, the one CPUs without AVX2 and FMA run, against the copy this
 // CPU runs (tested above against float64), on single heads: blocks of 4 rows and tails,
 // cached keys, every row width the loops special-case and one they do not.
