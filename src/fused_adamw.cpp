@@ -4,8 +4,10 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <cmath>
+#include <optional>
 
 #include "adamw_kernel.h"
+#include "nanogpt/compat.h"
 
 namespace nanogpt {
 
@@ -14,11 +16,17 @@ namespace {
 using torch::optim::AdamWOptions;
 using torch::optim::AdamWParamState;
 
-bool fusable(const torch::Tensor& p, const AdamWOptions& options) {
+bool cpu_kernel_takes(const torch::Tensor& p) {
   auto cpu_float = [](const torch::Tensor& t) {
     return t.device().is_cpu() && t.scalar_type() == at::kFloat && t.is_contiguous() && !t.is_sparse();
   };
-  return !options.amsgrad() && cpu_float(p) && (!p.grad().defined() || cpu_float(p.grad()));
+  return cpu_float(p) && (!p.grad().defined() || cpu_float(p.grad()));
+}
+
+bool device_kernel_takes(const torch::Tensor& p, const at::Device& device) {
+  const auto& g = p.grad();
+  return p.device() == device && device_fused_adamw_takes(p) &&
+         (!g.defined() || (g.device() == device && g.scalar_type() == p.scalar_type() && !g.is_sparse()));
 }
 
 adamw_kernel::StepScalars step_scalars(const AdamWOptions& options, int64_t step) {
@@ -38,31 +46,65 @@ adamw_kernel::StepScalars step_scalars(const AdamWOptions& options, int64_t step
 
 }  // namespace
 
-torch::Tensor FusedAdamW::step(LossClosure closure) {
-  for (auto& group : param_groups_) {
+std::string adamw_path_name(AdamwPath path) {
+  switch (path) {
+    case AdamwPath::cpu_kernel: return "the port's CPU kernel (FusedAdamW)";
+    case AdamwPath::device_kernel: return "LibTorch's fused GPU kernel (at::_fused_adamw_)";
+    case AdamwPath::libtorch: return "LibTorch's AdamW step";
+  }
+  return "";
+}
+
+AdamwPath FusedAdamW::path() const {
+  bool cpu = true, device = true;
+  std::optional<at::Device> first_device;
+  for (const auto& group : param_groups_) {
+    if (static_cast<const AdamWOptions&>(group.options()).amsgrad()) return AdamwPath::libtorch;
     for (const auto& p : group.params()) {
-      if (!fusable(p, static_cast<const AdamWOptions&>(group.options()))) return AdamW::step(closure);
+      if (!first_device) first_device = p.device();
+      cpu = cpu && cpu_kernel_takes(p);
+      device = device && device_kernel_takes(p, *first_device);
     }
   }
+  if (cpu) return AdamwPath::cpu_kernel;
+  return device ? AdamwPath::device_kernel : AdamwPath::libtorch;
+}
+
+torch::Tensor FusedAdamW::step(LossClosure closure) {
+  const AdamwPath update = path();
+  if (update == AdamwPath::libtorch) return AdamW::step(closure);
   torch::NoGradGuard no_grad;
   torch::Tensor loss;
   if (closure != nullptr) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
+  if (update == AdamwPath::cpu_kernel) {
+    cpu_kernel_step();
+  } else {
+    device_kernel_step();
+  }
+  return loss;
+}
+
+AdamWParamState& FusedAdamW::state_of(const torch::Tensor& p) {
+  auto& slot = state_[optimizer_state_key(state_, p)];
+  if (!slot) {  // AdamW's lazy initialisation
+    auto fresh = std::make_unique<AdamWParamState>();
+    fresh->step(0);
+    fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
+    fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
+    slot = std::move(fresh);
+  }
+  return static_cast<AdamWParamState&>(*slot);
+}
+
+void FusedAdamW::cpu_kernel_step() {
   for (auto& group : param_groups_) {
     const auto& options = static_cast<const AdamWOptions&>(group.options());
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      auto& slot = state_[optimizer_state_key(state_, p)];
-      if (!slot) {  // AdamW's lazy initialisation
-        auto fresh = std::make_unique<AdamWParamState>();
-        fresh->step(0);
-        fresh->exp_avg(torch::zeros_like(p, at::MemoryFormat::Preserve));
-        fresh->exp_avg_sq(torch::zeros_like(p, at::MemoryFormat::Preserve));
-        slot = std::move(fresh);
-      }
-      auto& state = static_cast<AdamWParamState&>(*slot);
+      auto& state = state_of(p);
       state.step(state.step() + 1);
       const adamw_kernel::StepScalars scalars = step_scalars(options, state.step());
       float* param = p.data_ptr<float>();
@@ -78,7 +120,30 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       torch::autograd::impl::bump_version(state.exp_avg_sq());
     }
   }
-  return loss;
+}
+
+void FusedAdamW::device_kernel_step() {
+  for (auto& group : param_groups_) {
+    const auto& options = static_cast<const AdamWOptions&>(group.options());
+    DeviceAdamwLists lists;
+    std::vector<float> steps;
+    for (auto& p : group.params()) {
+      if (!p.grad().defined()) continue;
+      auto& state = state_of(p);
+      state.step(state.step() + 1);
+      lists.params.push_back(p);
+      lists.grads.push_back(p.grad());
+      lists.exp_avgs.push_back(state.exp_avg());
+      lists.exp_avg_sqs.push_back(state.exp_avg_sq());
+      steps.push_back(static_cast<float>(state.step()));
+    }
+    if (lists.params.empty()) continue;
+    // The counts stay on the host (AdamWParamState, checkpoints); the kernel reads them on the
+    // device: one copy per group, without waiting for the device.
+    lists.steps = at::tensor(steps).to(lists.params.front().device(), at::kFloat, /*non_blocking=*/true).unbind(0);
+    const auto [beta1, beta2] = options.betas();
+    device_fused_adamw_step(lists, options.lr(), beta1, beta2, options.weight_decay(), options.eps());
+  }
 }
 
 }  // namespace nanogpt

@@ -1,8 +1,10 @@
 #pragma once
 // torch::optim::AdamW whose step updates each float32 CPU parameter in one pass over its
 // weights, gradient and moments, instead of LibTorch's eight kernels and two temporaries
-// per parameter. Same state (checkpoints and load_state are unchanged) and the same
-// results to the bit; other parameters (CUDA, half, amsgrad) take AdamW's own step.
+// per parameter: the same results to the bit. CUDA parameters go through LibTorch 2.x's
+// fused multi-tensor kernel (torch.optim.AdamW(fused=True), as nanoGPT runs on CUDA). Same
+// state either way (checkpoints and load_state are unchanged); other parameters (CPU
+// half or double, amsgrad, CUDA on LibTorch 1.13) take AdamW's own step.
 #include <torch/optim/adamw.h>
 
 #include <sstream>
@@ -25,10 +27,21 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
   }
 }
 
+enum class AdamwPath { cpu_kernel, device_kernel, libtorch };
+// "the port's CPU kernel", "LibTorch's fused CUDA kernel (at::_fused_adamw_)", ...
+std::string adamw_path_name(AdamwPath path);
+
 class FusedAdamW : public torch::optim::AdamW {
  public:
   using torch::optim::AdamW::AdamW;
   torch::Tensor step(LossClosure closure = nullptr) override;
+  // The update the next step takes, from the parameters and options.
+  AdamwPath path() const;
+
+ private:
+  torch::optim::AdamWParamState& state_of(const torch::Tensor& p);
+  void cpu_kernel_step();
+  void device_kernel_step();
 };
 
 }  // namespace nanogpt

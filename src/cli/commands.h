@@ -18,5 +18,6 @@ void add_export_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_check_logits_command(CLI::App& app);
+void add_check_adamw_command(CLI::App& app);
 
 }  // namespace nanogpt::cli

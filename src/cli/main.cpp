@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   nanogpt::cli::add_bench_command(app);
   nanogpt::cli::add_tokenize_command(app);
   nanogpt::cli::add_check_logits_command(app);
+  nanogpt::cli::add_check_adamw_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
