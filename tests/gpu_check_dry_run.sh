@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tools/gpu/check.sh --cpu-dry-run end to end: every step of the GPU check on this CPU with tiny
 # shapes (the build step is a no-op build of BUILD_DIR), then the table: every figure a CPU can
-# give is a number, the logits check passes, both seed runs fit, and the compiled column says
+# give is a number, the logits and AdamW checks pass, both seed runs fit, and the compiled column says
 # why it was skipped (torch 1.13 has no torch.compile).
 # Needs a karpathy/nanoGPT checkout (NANOGPT_DIR, else ../nanoGPT beside the checkout) and
 # Debian's python3-torch; skips (77) otherwise.
@@ -57,6 +57,9 @@ for mb in (2, 4):
 numeric("logits cpu bfloat16 vs cpu float32", 0, "port")
 if "(pass" not in row("logits cpu bfloat16")[0]:
     problems.append(f"logits check did not pass: {row('logits cpu bfloat16')[0]}")
+numeric("AdamW update on cpu", 0, "port")
+if "(pass" not in row("AdamW update on cpu")[0] or "CPU kernel" not in row("AdamW update on cpu")[0]:
+    problems.append(f"AdamW check did not pass on the port's CPU kernel: {row('AdamW update on cpu')[0]}")
 for column, name in ((0, "port"), (1, "nanoGPT eager")):
     if row("12 GiB seed run: fits?")[column] != "yes":
         problems.append(f"seed run / {name}: fits? is '{row('12 GiB seed run: fits?')[column]}'")

@@ -2,6 +2,7 @@
 # The GPU check (docs/performance.md, "GPU check"): in one run on a GPU host,
 #   1. build `nanogpt` against the LibTorch of the host's PyTorch (tools/gpu/build.sh),
 #   2. logits of a small model on CUDA in bfloat16 against the CPU in float32 (nanogpt check-logits),
+#      and the optimizer's fused update against LibTorch's AdamW on CUDA (nanogpt check-adamw),
 #   3. nanogpt bench, GPT-2 124M shape, bfloat16, micro-batch 16 and 32,
 #   4. nanoGPT's bench.py on the same shapes, eager and with compile=True,
 #   5. the seed config (configs/train_gpt2_12gb.yaml; nanoGPT's config/train_gpt2.py with the same
@@ -61,7 +62,7 @@ if [ $mode = gpu ]; then
   seed_shape=() seed_iters=3 seed_eval_iters=2 data_tokens=1000000
   nanogpt_bench_py=bench.py
   title="GPU check: nanogpt-cpp against nanoGPT, GPT-2 124M shape, bfloat16"
-  timeouts=(build=300 logits=90 port_bench=120 nanogpt_eager=120 seed=150 nanogpt_compiled=240)
+  timeouts=(build=300 logits=90 adamw=30 port_bench=120 nanogpt_eager=120 seed=150 nanogpt_compiled=240)
 else
   python=${PYTHON:-/usr/bin/python3}
   build_dir=${build_dir:-build} budget_s=${budget_s:-600}
@@ -72,7 +73,7 @@ else
   seed_iters=2 seed_eval_iters=1 data_tokens=100000
   nanogpt_bench_py=bench_dry_run.py
   title="GPU check, CPU dry run: tiny shapes, float32 (bfloat16 for the logits); not performance figures"
-  timeouts=(build=600 logits=120 port_bench=120 nanogpt_eager=120 seed=180 nanogpt_compiled=300)
+  timeouts=(build=600 logits=120 adamw=60 port_bench=120 nanogpt_eager=120 seed=180 nanogpt_compiled=300)
 fi
 timeout_of() { local t; for t in "${timeouts[@]}"; do [ "${t%%=*}" = "$1" ] && echo "${t#*=}"; done; }
 cap=12GiB cap_bytes=$((12 * 1024 * 1024 * 1024))
@@ -87,7 +88,7 @@ if [ $mode = gpu ] && [ -d "$root/.device-kit/root/usr" ]; then
 fi
 start_s=$(date +%s)
 
-steps=(build logits)
+steps=(build logits adamw)
 for mb in "${micro_batches[@]}"; do steps+=("port_bench_mb$mb"); done
 for mb in "${micro_batches[@]}"; do steps+=("nanogpt_eager_mb$mb"); done
 steps+=(port_seed nanogpt_seed)
@@ -191,6 +192,13 @@ if [ -z "$binary" ]; then
 else
   run_step logits "$(timeout_of logits)" "$binary" check-logits "${logits_shape[@]}" --device=$device --dtype=bfloat16 \
     --batch-size "$logits_batch" --json "$out/results/logits.json"
+fi
+
+# --- 2b. the optimizer's update on the device against LibTorch's AdamW ---
+if [ -z "$binary" ]; then
+  skip adamw "no nanogpt binary"
+else
+  run_step adamw "$(timeout_of adamw)" "$binary" check-adamw --device=$device --json "$out/results/adamw.json"
 fi
 
 # --- 3. nanogpt bench ---

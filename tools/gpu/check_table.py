@@ -209,20 +209,34 @@ def build_table(run):
                      f"{port['mfu'] * 100:.2f}%" if port else port_problem,
                      mfu_cell(eager, eager_problem, port), mfu_cell(compiled, compiled_problem, port), "", ""])
 
-    logits_problem = run.problem("logits")
-    logits = read_json(run.result("logits.json"))
-    figures["logits"] = logits
-    if logits is not None and logits_problem and not logits.get("passed", True):
-        logits_problem = None  # the check ran and failed on the error: show the figure
-    if logits_problem is None and logits is not None:
+    def check_cell(step, describe):
+        """The cell of a self-check (check-logits, check-adamw): its figures, pass or FAIL."""
+        problem, result = run.problem(step), read_json(run.result(f"{step}.json"))
+        figures[step] = result
+        if result is not None and problem and not result.get("passed", True):
+            problem = None  # the check ran and failed on its figures: show them
+        if problem is None and result is not None:
+            return describe(result, "pass" if result.get("passed") else "FAIL")
+        return problem or f"FAILED: no results/{step}.json"
+
+    def logits_cell(logits, verdict):
         error = logits.get("relative_error")
-        verdict = "pass" if logits.get("passed") else "FAIL"
-        cell = (f"{error:.2e} ({verdict}, tolerance {logits['tolerance']:.0e}; same argmax "
-                f"{logits['argmax_agreement'] * 100:.1f}%)" if error is not None else f"NaN ({verdict})")
-    else:
-        cell = logits_problem or "FAILED: no results/logits.json"
-    checked = logits["checked"] if logits else meta.get("logits_checked", "cuda bfloat16")
+        if error is None:
+            return f"NaN ({verdict})"
+        return (f"{error:.2e} ({verdict}, tolerance {logits['tolerance']:.0e}; same argmax "
+                f"{logits['argmax_agreement'] * 100:.1f}%)")
+
+    cell = check_cell("logits", logits_cell)
+    checked = figures["logits"]["checked"] if figures["logits"] else meta.get("logits_checked", "cuda bfloat16")
     rows.append([f"logits {checked} vs cpu float32: relative error", cell, "", "", "", ""])
+
+    def adamw_cell(adamw, verdict):
+        return (f"{max(adamw['update_error'], adamw['moment_error']):.2e} ({verdict}, tolerance "
+                f"{adamw['tolerance']:.0e}; {adamw['path']})")
+
+    cell = check_cell("adamw", adamw_cell)
+    device = figures["adamw"]["device"] if figures["adamw"] else meta.get("logits_checked", "cuda").split()[0]
+    rows.append([f"AdamW update on {device} vs LibTorch's AdamW: relative difference", cell, "", "", "", ""])
 
     cap = meta.get("cap", "12GiB")
     port_figures, port_step = seed_port(run)
