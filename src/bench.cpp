@@ -106,10 +106,10 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
     result.peak_flops_source = "mfu_peak_flops (device not in the table)";
   }
   print(fmt::format("bench: n_layer {}, n_head {}, n_embd {}, block_size {}, vocab_size {}; micro-batch {} x {} "
-                    "accumulation steps = {} tokens/iter; dtype {}, device {}, {} threads; {} data",
+                    "accumulation steps = {} tokens/iter; dtype {}, device {}, {}; {} data",
                     config.n_layer, config.n_head, config.n_embd, config.block_size, vocab_size, config.batch_size,
                     config.gradient_accumulation_steps, result.tokens_per_iter, config.dtype, config.device,
-                    at::get_num_threads(), result.synthetic_data ? "synthetic" : train_bin.string()));
+                    cpu_threads_summary(), result.synthetic_data ? "synthetic" : train_bin.string()));
   if (!real_data && !options.synthetic_data) {
     print(fmt::format("note: no {}, so the steps run on random tokens (vocab_size {}); prepare the dataset to time "
                       "real batches, or pass --synthetic to choose random tokens",

@@ -5,6 +5,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -179,6 +180,14 @@ at::Device parse_device(const std::string& name) {
 int hardware_threads() {
   const unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+std::string cpu_threads_summary() {
+  const int threads = at::get_num_threads();
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  return std::to_string(threads) + (threads == 1 ? " thread" : " threads") +
+         (policy != nullptr ? std::string(" (OMP_WAIT_POLICY=") + policy + ")"
+                            : std::string(" (OMP_WAIT_POLICY unset: idle OpenMP workers spin)"));
 }
 
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo) {

@@ -47,6 +47,15 @@ grep -q "^step 20: train loss" train.log || fail "no eval line"
 [ -f out-tiny/ckpt.pt ] || fail "no checkpoint"
 [ "$(grep -c '"kind":"iter"' out-tiny/metrics.jsonl)" = 5 ] || fail "metrics.jsonl: $(cat out-tiny/metrics.jsonl)"
 
+# The binary makes idle OpenMP workers sleep (they would spin on the cores OpenBLAS needs) unless
+# OMP_WAIT_POLICY is set; on one core it has no workers to put to sleep.
+if [ "$(getconf _NPROCESSORS_ONLN)" -ge 2 ]; then
+  (unset OMP_WAIT_POLICY; "$nanogpt" train tiny.yaml --max_iters=0 --out_dir=out-policy > policy.log)
+  grep -q "^device: cpu, 1 thread (OMP_WAIT_POLICY=PASSIVE), LibTorch" policy.log || fail "wait policy: $(head -4 policy.log)"
+fi
+OMP_WAIT_POLICY=active "$nanogpt" train tiny.yaml --max_iters=0 --out_dir=out-policy > policy.log
+grep -q "(OMP_WAIT_POLICY=active)" policy.log || fail "the user's wait policy was not kept: $(head -4 policy.log)"
+
 "$nanogpt" train tiny.yaml --init_from=resume > resume.log
 grep -q "Resuming training from out-tiny" resume.log || fail "resume"
 grep -q "^iter 30: loss" resume.log || fail "resume did not reach 30"

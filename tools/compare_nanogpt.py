@@ -198,8 +198,11 @@ def run_logged(command, cwd, log_path, env):
 def thread_env(threads, blas_threads):
     """Thread counts for the libraries under torch, the same for both sides. Debian's torch
     calls a separate BLAS (OpenBLAS) whose own thread pool ignores torch.set_num_threads and
-    is sized from these variables when the process starts."""
+    is sized from these variables when the process starts. OMP_WAIT_POLICY: the port's binary
+    makes idle OpenMP workers sleep unless told otherwise (so they leave OpenBLAS its cores);
+    nanoGPT gets the same policy."""
     env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
     env["OPENBLAS_NUM_THREADS"] = str(blas_threads)

@@ -78,6 +78,11 @@ at::Device parse_device(const std::string& name);
 // Number of hardware threads of this machine.
 int hardware_threads();
 
+// "2 threads (OMP_WAIT_POLICY=PASSIVE)": LibTorch's thread count and how its idle OpenMP
+// workers wait, which decides whether they leave OpenBLAS its cores (the nanogpt binary sets
+// PASSIVE unless the variable is set; see src/cli/main.cpp).
+std::string cpu_threads_summary();
+
 // Whether /proc/cpuinfo text lists avx512_bf16 or amx_bf16, the instructions oneDNN's bf16
 // matmul needs; without them LibTorch computes bf16 matmuls in plain code, ~30x slower
 // than float32 on an AVX2 EPYC. cpu_has_native_bf16() reads this machine's (true if unreadable).

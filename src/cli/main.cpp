@@ -1,11 +1,37 @@
 // nanogpt: a thin command line over the nanogpt_core library.
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
+#include <set>
+#include <string>
 
 #include "commands.h"
+#include "nanogpt/compat.h"
 #include "nanogpt/config.h"
 #include "nanogpt/memory_stats.h"
 
+namespace {
+
+// LibTorch's threads are OpenMP's (libgomp), whose idle workers spin for a while after each
+// parallel region, and OpenBLAS multiplies matrices on a thread pool of its own: spinning
+// workers take the cores OpenBLAS needs. On 2 cores a small model ran 3x slower on 2 threads
+// than on 1; with passive (sleeping) workers it did not, and larger models lost nothing
+// (docs/performance.md, "Threads"). libgomp reads OMP_WAIT_POLICY once, while it loads, before
+// main; so a computing command without the variable sets it and runs itself again. A policy the
+// user set is kept.
+void run_again_with_passive_openmp_workers(int argc, char** argv) {
+  static const std::set<std::string> computing = {"train", "bench", "sample", "memory", "check-logits"};
+  if (argc < 2 || computing.count(argv[1]) == 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (nanogpt::hardware_threads() < 2) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  execv("/proc/self/exe", argv);  // returns only when it failed: go on with libgomp's policy
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  run_again_with_passive_openmp_workers(argc, argv);
   nanogpt::install_counting_cpu_allocator();  // peak tensor bytes in the training logs
   nanogpt::keep_freed_cpu_memory();
   CLI::App app{"nanogpt: train GPT models from YAML configs and sample from checkpoints (a LibTorch port of nanoGPT)"};
