@@ -2,6 +2,7 @@
 
 #include "nanogpt/cpu_attention.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
