@@ -135,7 +135,9 @@ void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters) {
 
 bool device_fused_adamw_takes(const at::Tensor& param) {
 #if defined(NANOGPT_WITH_CUDA) && TORCH_VERSION_MAJOR >= 2
-  return param.is_cuda() && at::isFloatingType(param.scalar_type()) && param.layout() == at::kStrided;
+  // the kernel walks each tensor's storage as one flat array
+  return param.is_cuda() && at::isFloatingType(param.scalar_type()) && param.layout() == at::kStrided &&
+         param.is_contiguous();
 #else
   (void)param;
   return false;

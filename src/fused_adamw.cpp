@@ -26,7 +26,8 @@ bool cpu_kernel_takes(const torch::Tensor& p) {
 bool device_kernel_takes(const torch::Tensor& p, const at::Device& device) {
   const auto& g = p.grad();
   return p.device() == device && device_fused_adamw_takes(p) &&
-         (!g.defined() || (g.device() == device && g.scalar_type() == p.scalar_type() && !g.is_sparse()));
+         (!g.defined() || (g.device() == device && g.scalar_type() == p.scalar_type() && !g.is_sparse() &&
+                           g.is_contiguous()));
 }
 
 adamw_kernel::StepScalars step_scalars(const AdamWOptions& options, int64_t step) {

@@ -157,8 +157,10 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
     activation_bytes += tied_end;
   }
 
-  // AdamW's step runs after the activations are gone; on CUDA its sqrt/div temporaries of
-  // the largest parameter (wte) matter only for tiny batches. On the CPU FusedAdamW makes none.
+  // AdamW's step runs after the activations are gone. LibTorch's own step on CUDA (1.13's)
+  // makes sqrt/div temporaries of the largest parameter (wte), which matter only for tiny
+  // batches; FusedAdamW makes none on the CPU, nor through 2.x's fused kernel on CUDA, so on
+  // CUDA the term is an upper bound.
   const int64_t largest_param = std::max(VC, 4 * C * C);
   if (cuda) {
     add("optimizer step temporaries beyond activations", "max(0, 2*4*max(V*C, 4*C*C) - activations)",

@@ -28,7 +28,7 @@ typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tenso
 }
 
 enum class AdamwPath { cpu_kernel, device_kernel, libtorch };
-// "the port's CPU kernel", "LibTorch's fused CUDA kernel (at::_fused_adamw_)", ...
+// "the port's CPU kernel (FusedAdamW)", "LibTorch's fused GPU kernel (at::_fused_adamw_)", ...
 std::string adamw_path_name(AdamwPath path);
 
 class FusedAdamW : public torch::optim::AdamW {

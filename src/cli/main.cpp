@@ -17,9 +17,9 @@ namespace {
 // parallel region, and OpenBLAS multiplies matrices on a thread pool of its own: spinning
 // workers take the cores OpenBLAS needs. On 2 cores a small model ran 3x slower on 2 threads
 // than on 1; with passive (sleeping) workers it did not, and larger models lost nothing
-// (docs/performance.md, "Threads"). libgomp reads OMP_WAIT_POLICY once, while it loads, before
-// main; so a computing command without the variable sets it and runs itself again. A policy the
-// user set is kept.
+// (docs/performance.md, "Idle OpenMP workers sleep"). libgomp reads OMP_WAIT_POLICY once,
+// while it loads, before main; so a computing command without the variable sets it and runs
+// itself again. A policy the user set is kept.
 void run_again_with_passive_openmp_workers(int argc, char** argv) {
   static const std::set<std::string> computing = {"train", "bench", "sample", "memory", "check-logits"};
   if (argc < 2 || computing.count(argv[1]) == 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
