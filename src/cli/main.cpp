@@ -24,7 +24,7 @@ void run_again_with_passive_openmp_workers(int argc, char** argv) {
   static const std::set<std::string> computing = {"train", "bench", "sample", "memory", "check-logits"};
   if (argc < 2 || computing.count(argv[1]) == 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (nanogpt::hardware_threads() < 2) return;
-  setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0);
+  if (setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;  // else it would run again and again
   execv("/proc/self/exe", argv);  // returns only when it failed: go on with libgomp's policy
 }
 
