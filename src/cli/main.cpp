@@ -1,6 +1,7 @@
 // nanogpt: a thin command line over the nanogpt_core library.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
 #include <set>
@@ -20,9 +21,16 @@ namespace {
 // (docs/performance.md, "Idle OpenMP workers sleep"). libgomp reads OMP_WAIT_POLICY once,
 // while it loads, before main; so a computing command without the variable sets it and runs
 // itself again. A policy the user set is kept.
+bool computes(int argc, char** argv) {
+  static const std::set<std::string> computing = {"train", "bench", "sample", "check-logits"};
+  if (argc < 2) return false;
+  if (computing.count(argv[1]) > 0) return true;
+  // `memory` is the planner's arithmetic unless --measure runs a real step
+  return std::string(argv[1]) == "memory" && std::find(argv + 2, argv + argc, std::string("--measure")) != argv + argc;
+}
+
 void run_again_with_passive_openmp_workers(int argc, char** argv) {
-  static const std::set<std::string> computing = {"train", "bench", "sample", "memory", "check-logits"};
-  if (argc < 2 || computing.count(argv[1]) == 0 || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  if (!computes(argc, argv) || std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   if (nanogpt::hardware_threads() < 2) return;
   if (setenv("OMP_WAIT_POLICY", "PASSIVE", /*overwrite=*/0) != 0) return;  // else it would run again and again
   execv("/proc/self/exe", argv);  // returns only when it failed: go on with libgomp's policy
