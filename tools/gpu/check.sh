@@ -112,7 +112,7 @@ env = os.environ
 json.dump({"mode": env["GPU_CHECK_MODE"], "title": env["GPU_CHECK_TITLE"], "description": env["GPU_CHECK_DESCRIPTION"],
            "micro_batches": [int(m) for m in env["GPU_CHECK_MICRO_BATCHES"].split()],
            "block_size": int(env["GPU_CHECK_BLOCK"]), "cap": "12 GiB", "seed_compile": False,
-           "logits_checked": env["GPU_CHECK_DEVICE"] + " bfloat16", "steps": env["GPU_CHECK_STEPS"].split(),
+           "device": env["GPU_CHECK_DEVICE"], "steps": env["GPU_CHECK_STEPS"].split(),
            "budget_s": int(env["GPU_CHECK_BUDGET"])}, open(sys.argv[1], "w"), indent=1)
 EOF
 

@@ -227,7 +227,8 @@ def build_table(run):
                 f"{logits['argmax_agreement'] * 100:.1f}%)")
 
     cell = check_cell("logits", logits_cell)
-    checked = figures["logits"]["checked"] if figures["logits"] else meta.get("logits_checked", "cuda bfloat16")
+    device = meta.get("device", "cuda")  # the checked device, when a check left no figures
+    checked = figures["logits"]["checked"] if figures["logits"] else f"{device} bfloat16"
     rows.append([f"logits {checked} vs cpu float32: relative error", cell, "", "", "", ""])
 
     def adamw_cell(adamw, verdict):
@@ -235,7 +236,7 @@ def build_table(run):
                 f"{adamw['tolerance']:.0e}; {adamw['path']})")
 
     cell = check_cell("adamw", adamw_cell)
-    device = figures["adamw"]["device"] if figures["adamw"] else meta.get("logits_checked", "cuda").split()[0]
+    device = figures["adamw"]["device"] if figures["adamw"] else device
     rows.append([f"AdamW update on {device} vs LibTorch's AdamW: relative difference", cell, "", "", "", ""])
 
     cap = meta.get("cap", "12GiB")
