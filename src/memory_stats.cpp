@@ -13,6 +13,8 @@
 
 #include <fmt/format.h>
 
+#include "large_cpu_blocks.h"
+
 #ifdef NANOGPT_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAException.h>
@@ -30,9 +32,10 @@ namespace nanogpt {
 
 namespace {
 
-// Allocates like LibTorch's default CPU allocator (c10::alloc_cpu, 64-byte aligned) with
-// a 64-byte header in front that records the size, so that the deleter can count the
-// release and the data pointer can stay its own context (raw_allocate requires that).
+// Allocates like LibTorch's default CPU allocator (c10::alloc_cpu, 64-byte aligned), or from
+// large_cpu_blocks from 32 MiB on, with a 64-byte header in front that records the size (and
+// the block's mapping), so that the deleter can count the release and free the block, and
+// the data pointer can stay its own context (raw_allocate requires that).
 class CountingCpuAllocator final : public c10::Allocator {
  public:
   static constexpr size_t kHeaderBytes = 64;
@@ -43,13 +46,21 @@ class CountingCpuAllocator final : public c10::Allocator {
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", format_bytes(bytes), " with ",
                        format_bytes(live_.load()), " held by tensors and a limit of ", format_bytes(limit));
     }
-    auto* block = static_cast<char*>(c10::alloc_cpu(bytes + kHeaderBytes));
-    *reinterpret_cast<size_t*>(block) = bytes;
-    void* data = block + kHeaderBytes;
+    size_t mapped_bytes = 0;
+    void* block = bytes + kHeaderBytes >= large_cpu_blocks::kMinBytes
+                      ? large_cpu_blocks::take(bytes + kHeaderBytes, &mapped_bytes)
+                      : nullptr;
+    if (block == nullptr) block = c10::alloc_cpu(bytes + kHeaderBytes);
+    auto* header = static_cast<Header*>(block);
+    header->bytes = bytes;
+    header->mapped_bytes = mapped_bytes;
+    void* data = reinterpret_cast<char*>(header) + kHeaderBytes;
     const int64_t now = live_.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
-    int64_t peak = peak_.load();
-    while (now > peak && !peak_.compare_exchange_weak(peak, now)) {
-    }
+    raise_to(peak_, now);
+    raise_to(most_ever_, now);
+    // kept large blocks may fill only what tensors leave free under their high-water mark
+    const int64_t room = most_ever_.load() - now;
+    if (large_cpu_blocks::kept_bytes() > room) large_cpu_blocks::trim(room);
     return {data, data, &release, c10::Device(c10::DeviceType::CPU)};
   }
 
@@ -60,23 +71,43 @@ class CountingCpuAllocator final : public c10::Allocator {
 
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }
+  int64_t most_ever() const { return most_ever_.load(); }
   void reset_peak() const { peak_.store(live_.load()); }
   void set_limit(int64_t bytes) const { limit_.store(bytes); }
 
  private:
+  struct Header {
+    size_t bytes;         // the tensor's
+    size_t mapped_bytes;  // of a large_cpu_blocks block; 0 for c10::alloc_cpu's
+  };
+  static_assert(sizeof(Header) <= kHeaderBytes);
+
+  static void raise_to(std::atomic<int64_t>& mark, int64_t value) {
+    int64_t seen = mark.load();
+    while (value > seen && !mark.compare_exchange_weak(seen, value)) {
+    }
+  }
+
   static void release(void* data) {
     if (data == nullptr) return;
-    char* block = static_cast<char*>(data) - kHeaderBytes;
-    live_.fetch_sub(static_cast<int64_t>(*reinterpret_cast<size_t*>(block)));
-    c10::free_cpu(block);
+    auto* header = reinterpret_cast<Header*>(static_cast<char*>(data) - kHeaderBytes);
+    const int64_t now = live_.fetch_sub(static_cast<int64_t>(header->bytes)) - static_cast<int64_t>(header->bytes);
+    if (header->mapped_bytes > 0) {
+      large_cpu_blocks::give_back(header, header->mapped_bytes, static_cast<int64_t>(header->bytes),
+                                  most_ever_.load() - now);
+    } else {
+      c10::free_cpu(header);
+    }
   }
 
   static std::atomic<int64_t> live_;
+  static std::atomic<int64_t> most_ever_;  // live_'s high-water mark, never reset
   mutable std::atomic<int64_t> peak_{0};
   mutable std::atomic<int64_t> limit_{0};
 };
 
 std::atomic<int64_t> CountingCpuAllocator::live_{0};
+std::atomic<int64_t> CountingCpuAllocator::most_ever_{0};
 
 // The allocator registry of LibTorch is process-wide, so the counting allocator is too.
 CountingCpuAllocator* counting_allocator = nullptr;
@@ -102,6 +133,7 @@ void keep_freed_cpu_memory() {
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
+  large_cpu_blocks::set_keep_freed(true);
 }
 
 void release_freed_cpu_memory() {
@@ -109,6 +141,7 @@ void release_freed_cpu_memory() {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);
   mallopt(M_TRIM_THRESHOLD, 128 << 10);  // glibc's default
 #endif
+  large_cpu_blocks::set_keep_freed(false);
 }
 
 void apply_cpu_memory_mode(const std::string& mode) {
@@ -151,6 +184,7 @@ MemoryPeaks memory_peaks(const at::Device& device) {
   if (counting_allocator != nullptr) {
     peaks.cpu_tensor_bytes = counting_allocator->peak();
     peaks.cpu_tensor_bytes_now = counting_allocator->live();
+    peaks.cpu_tensor_bytes_most = counting_allocator->most_ever();
   }
   const int64_t hwm_kib = status_kib("VmHWM");
   if (hwm_kib >= 0) peaks.peak_rss_bytes = hwm_kib * 1024;

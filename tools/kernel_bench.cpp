@@ -17,6 +17,7 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/cpu_attention.h"
 #include "nanogpt/fused_adamw.h"
+#include "nanogpt/memory_stats.h"
 
 namespace {
 
@@ -77,6 +78,8 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--repeats") == 0) repeats = std::atoi(argv[i + 1]);
   }
   at::set_num_threads(threads);
+  nanogpt::install_counting_cpu_allocator();  // CPU memory as the nanogpt binary sets it up
+  nanogpt::keep_freed_cpu_memory();
   std::printf("%d thread(s), median of %d runs\n\n", threads, repeats);
   std::printf("| attention (B, nh, T, hs) | LibTorch fwd ms | fused fwd ms | LibTorch bwd ms | fused bwd ms | fused / LibTorch, fwd+bwd |\n");
   std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");

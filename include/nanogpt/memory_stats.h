@@ -61,6 +61,7 @@ void release_cached_memory(const at::Device& device);
 struct MemoryPeaks {
   int64_t cpu_tensor_bytes = -1;      // peak bytes held by CPU tensors (-1: not counted)
   int64_t cpu_tensor_bytes_now = -1;  // bytes held now
+  int64_t cpu_tensor_bytes_most = -1;  // the most ever held (never reset)
   int64_t peak_rss_bytes = -1;        // peak resident set of the process (VmHWM)
   int64_t cuda_allocated_bytes = -1;  // CUDA caching allocator peak allocated (-1: no CUDA)
   int64_t cuda_reserved_bytes = -1;   // CUDA caching allocator peak reserved
