@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/cpu_gelu.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/recompute.h"
 
@@ -67,7 +68,7 @@ MLPImpl::MLPImpl(const GPTConfig& config) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return dropout(c_proj(torch::gelu(c_fc(x))));
+  return dropout(c_proj(mlp_gelu(c_fc(x))));
 }
 
 BlockImpl::BlockImpl(const GPTConfig& config) {

@@ -1,8 +1,8 @@
 // Times this port's CPU kernels against the LibTorch code they replace, on one thread, and
 // prints a markdown table: the fused causal attention (forward, backward) against
 // LibTorch's attention with a bool mask (nanogpt::masked_attention: 1.13's
-// _scaled_dot_product_attention, 2.x's scaled_dot_product_attention), and FusedAdamW's step
-// against AdamW's.
+// _scaled_dot_product_attention, 2.x's scaled_dot_product_attention), the fused GELU against
+// at::gelu, and FusedAdamW's step against AdamW's.
 // Usage: nanogpt_kernel_bench [--threads N] [--repeats N]
 #include <torch/torch.h>
 
@@ -16,6 +16,7 @@
 
 #include "nanogpt/compat.h"
 #include "nanogpt/cpu_attention.h"
+#include "nanogpt/cpu_gelu.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/memory_stats.h"
 
@@ -50,6 +51,21 @@ AttentionTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool f
   };
   const double forward = milliseconds([&] { torch::NoGradGuard no_grad; attend(); }, repeats);
   const double both = milliseconds([&] { attend().backward(upstream); }, repeats);
+  return {forward, both - forward};
+}
+
+struct GeluTimes {
+  double forward, backward;
+};
+
+// Forward as a training step runs it (input requiring grad: the fused kernel writes the slope).
+GeluTimes time_gelu(const std::vector<int64_t>& shape, bool fused, int repeats) {
+  torch::manual_seed(0);
+  auto x = torch::randn(shape).requires_grad_(true);
+  auto upstream = torch::randn(shape);
+  auto apply = [&] { return fused ? nanogpt::fused_cpu_gelu(x) : torch::gelu(x); };
+  const double forward = milliseconds([&] { apply(); }, repeats);
+  const double both = milliseconds([&] { apply().backward(upstream); }, repeats);
   return {forward, both - forward};
 }
 
@@ -99,6 +115,15 @@ int main(int argc, char** argv) {
     std::printf("| %s (%ld, %ld, %ld, %ld) | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s.what, long(s.B), long(s.H),
                 long(s.T), long(s.D), math.forward, fused.forward, math.backward, fused.backward,
                 (fused.forward + fused.backward) / (math.forward + math.backward));
+  }
+  std::printf("\n| GELU (B, T, 4 n_embd) | at::gelu fwd ms | fused fwd ms | at::gelu bwd ms | fused bwd ms | fused / at::gelu, fwd+bwd |\n");
+  std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+  for (const auto& [shape, what] : std::vector<std::pair<std::vector<int64_t>, const char*>>{
+           {{12, 64, 512}, "README CPU recipe"}, {{64, 256, 1536}, "baby GPT"}}) {
+    const GeluTimes aten = time_gelu(shape, false, repeats), fused = time_gelu(shape, true, repeats);
+    std::printf("| %s (%ld, %ld, %ld) | %.3f | %.3f | %.3f | %.3f | %.2f |\n", what, long(shape[0]), long(shape[1]),
+                long(shape[2]), aten.forward, fused.forward, aten.backward, fused.backward,
+                (fused.forward + fused.backward) / (aten.forward + aten.backward));
   }
   const double adamw = time_adamw(false, repeats), fused_adamw = time_adamw(true, repeats);
   std::printf("\n| AdamW step, README CPU recipe's parameters | LibTorch ms | FusedAdamW ms | ratio |\n");

@@ -1,0 +1,20 @@
+#pragma once
+// nanoGPT's GELU (the exact, erf form) for float32 tensors on the CPU in one pass that also
+// writes its slope where autograd will need it: backward is then one multiplication, where
+// ATen's gelu_backward computes erf and exp again. The slope takes the place of the input
+// that ATen's GELU keeps for backward, so a step holds as many bytes as with at::gelu.
+#include <ATen/ATen.h>
+
+namespace nanogpt {
+
+// Whether fused_cpu_gelu computes gelu(x): a float32 CPU tensor.
+bool fused_cpu_gelu_applies(const at::Tensor& x);
+
+// 0.5 x (1 + erf(x / sqrt 2)), differentiable; the normal cdf within about 1e-7 of the exact
+// value (erf by the approximation oneDNN's GELU uses, without its cancellation for negative x).
+at::Tensor fused_cpu_gelu(const at::Tensor& x);
+
+// The MLP's GELU: fused_cpu_gelu where it applies and at::gelu elsewhere (CUDA, bfloat16).
+at::Tensor mlp_gelu(const at::Tensor& x);
+
+}  // namespace nanogpt

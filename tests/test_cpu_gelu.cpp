@@ -1,0 +1,100 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <vector>
+
+#include "nanogpt/cpu_gelu.h"
+
+#include "gelu_kernel.h"  // src/: the kernel itself, for its baseline copy
+
+using namespace nanogpt;
+
+namespace {
+
+double exact_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+double exact_gelu(double x) { return x * exact_cdf(x); }
+double exact_slope(double x) { return exact_cdf(x) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI); }
+
+// 200,001 points over [-10, 10], and a count that leaves a tail past the last eight.
+std::vector<float> grid() {
+  std::vector<float> x(200001);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = -10.0f + 20.0f * static_cast<float>(i) / (x.size() - 1);
+  return x;
+}
+
+using Forward = void (*)(const float*, float*, float*, int64_t);
+
+void expect_close_to_exact(Forward forward, const char* which) {
+  const std::vector<float> x = grid();
+  std::vector<float> y(x.size()), slope(x.size()), y_alone(x.size());
+  forward(x.data(), y.data(), slope.data(), static_cast<int64_t>(x.size()));
+  forward(x.data(), y_alone.data(), nullptr, static_cast<int64_t>(x.size()));
+  double worst_y = 0, worst_slope = 0, worst_tail = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    worst_y = std::max(worst_y, std::abs(y[i] - exact_gelu(x[i])));
+    worst_slope = std::max(worst_slope, std::abs(slope[i] - exact_slope(x[i])));
+    if (x[i] <= -1 && x[i] >= -4) {  // where 1 + erf(x) would cancel
+      worst_tail = std::max(worst_tail, std::abs(y[i] / exact_gelu(x[i]) - 1));
+    }
+    ASSERT_EQ(y[i], y_alone[i]) << which << " x " << x[i];
+  }
+  EXPECT_LT(worst_y, 4.5e-7) << which;
+  EXPECT_LT(worst_slope, 4e-7) << which;
+  EXPECT_LT(worst_tail, 1e-3) << which;
+}
+
+}  // namespace
+
+TEST(CpuGelu, KernelIsWithinAFewUlpOfTheExactGelu) {
+  expect_close_to_exact(gelu_kernel::forward, "kernel");
+  expect_close_to_exact(gelu_kernel::forward_baseline, "baseline kernel");
+}
+
+TEST(CpuGelu, KernelWritesExactlyTheElementsAsked) {
+  for (int64_t n : {1, 7, 8, 13, 16}) {
+    std::vector<float> x(24, 1.5f), y(24, -7.0f), slope(24, -7.0f);
+    gelu_kernel::forward(x.data(), y.data(), slope.data(), n);
+    for (int64_t i = 0; i < 24; ++i) {
+      EXPECT_EQ(y[i] == -7.0f, i >= n) << "n " << n << " element " << i;
+      EXPECT_EQ(slope[i] == -7.0f, i >= n) << "n " << n << " element " << i;
+    }
+  }
+}
+
+TEST(CpuGelu, MatchesAtenGeluAndItsGradient) {
+  torch::manual_seed(0);
+  const auto x = (torch::randn({12, 64, 512}) * 3).requires_grad_(true);
+  const auto upstream = torch::randn({12, 64, 512});
+  const auto reference_x = x.detach().clone().requires_grad_(true);
+  const auto y = fused_cpu_gelu(x);
+  const auto reference = at::gelu(reference_x);
+  EXPECT_LT((y - reference).abs().max().item<double>(), 1e-6);
+  y.backward(upstream);
+  reference.backward(upstream);
+  EXPECT_LT((x.grad() - reference_x.grad()).abs().max().item<double>(), 1e-5);
+  // the gradient is the upstream times the exact slope, elementwise
+  const auto slope = x.grad() / upstream;
+  const double xi = x[3][7][11].item<double>();
+  EXPECT_NEAR(slope[3][7][11].item<double>(), exact_slope(xi), 1e-6);
+}
+
+TEST(CpuGelu, ChoosesThePathByTensor) {
+  const auto x = torch::linspace(-4, 4, 101);
+  EXPECT_TRUE(fused_cpu_gelu_applies(x));
+  EXPECT_FALSE(fused_cpu_gelu_applies(x.to(torch::kDouble)));
+  EXPECT_FALSE(fused_cpu_gelu_applies(x.to(torch::kBFloat16)));
+  EXPECT_TRUE(at::equal(mlp_gelu(x.to(torch::kDouble)), at::gelu(x.to(torch::kDouble))));
+  {
+    torch::NoGradGuard no_grad;  // no slope to keep; the same values
+    EXPECT_TRUE(at::equal(mlp_gelu(x.requires_grad_(true)), fused_cpu_gelu(x.detach())));
+  }
+  const auto strided = torch::randn({8, 6}).t();  // not contiguous
+  EXPECT_TRUE(at::equal(fused_cpu_gelu(strided), fused_cpu_gelu(strided.contiguous())));
+  try {
+    fused_cpu_gelu(x.to(torch::kDouble));
+    ADD_FAILURE() << "a double tensor was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("float32 CPU tensor expected, got Double"), std::string::npos) << e.what();
+  }
+}
