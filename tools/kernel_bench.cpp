@@ -34,11 +34,19 @@ double milliseconds(const std::function<void()>& run, int repeats) {
   return times[times.size() / 2];
 }
 
-struct AttentionTimes {
+struct PassTimes {
   double forward, backward;
+  double total() const { return forward + backward; }
 };
 
-AttentionTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool fused, int repeats) {
+// Backward's time is that of forward and backward together less forward's.
+PassTimes pass_times(const std::function<void()>& forward, const std::function<void()>& forward_and_backward,
+                     int repeats) {
+  const double forward_ms = milliseconds(forward, repeats);
+  return {forward_ms, milliseconds(forward_and_backward, repeats) - forward_ms};
+}
+
+PassTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool fused, int repeats) {
   torch::manual_seed(0);
   auto q = torch::randn({B, H, T, D}).requires_grad_(true);
   auto k = torch::randn({B, H, T, D}).requires_grad_(true);
@@ -49,24 +57,16 @@ AttentionTimes time_attention(int64_t B, int64_t H, int64_t T, int64_t D, bool f
     return fused ? nanogpt::fused_cpu_causal_attention(q, k, v, 0)
                  : nanogpt::masked_attention(q, k, v, mask, 0.0);
   };
-  const double forward = milliseconds([&] { torch::NoGradGuard no_grad; attend(); }, repeats);
-  const double both = milliseconds([&] { attend().backward(upstream); }, repeats);
-  return {forward, both - forward};
+  return pass_times([&] { torch::NoGradGuard no_grad; attend(); }, [&] { attend().backward(upstream); }, repeats);
 }
 
-struct GeluTimes {
-  double forward, backward;
-};
-
 // Forward as a training step runs it (input requiring grad: the fused kernel writes the slope).
-GeluTimes time_gelu(const std::vector<int64_t>& shape, bool fused, int repeats) {
+PassTimes time_gelu(const std::vector<int64_t>& shape, bool fused, int repeats) {
   torch::manual_seed(0);
   auto x = torch::randn(shape).requires_grad_(true);
   auto upstream = torch::randn(shape);
   auto apply = [&] { return fused ? nanogpt::fused_cpu_gelu(x) : torch::gelu(x); };
-  const double forward = milliseconds([&] { apply(); }, repeats);
-  const double both = milliseconds([&] { apply().backward(upstream); }, repeats);
-  return {forward, both - forward};
+  return pass_times([&] { apply(); }, [&] { apply().backward(upstream); }, repeats);
 }
 
 double time_adamw(bool fused, int repeats) {
@@ -110,20 +110,20 @@ int main(int argc, char** argv) {
                                            {2, 12, 1024, 64, "GPT-2, 1024 keys"},
                                            {1, 12, 2048, 64, "2048 keys, the most the port fuses"}}) {
     const int runs = s.T >= 384 ? std::max(3, repeats / 4) : repeats;
-    const AttentionTimes math = time_attention(s.B, s.H, s.T, s.D, false, runs);
-    const AttentionTimes fused = time_attention(s.B, s.H, s.T, s.D, true, runs);
+    const PassTimes math = time_attention(s.B, s.H, s.T, s.D, false, runs);
+    const PassTimes fused = time_attention(s.B, s.H, s.T, s.D, true, runs);
     std::printf("| %s (%ld, %ld, %ld, %ld) | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s.what, long(s.B), long(s.H),
                 long(s.T), long(s.D), math.forward, fused.forward, math.backward, fused.backward,
-                (fused.forward + fused.backward) / (math.forward + math.backward));
+                fused.total() / math.total());
   }
   std::printf("\n| GELU (B, T, 4 n_embd) | at::gelu fwd ms | fused fwd ms | at::gelu bwd ms | fused bwd ms | fused / at::gelu, fwd+bwd |\n");
   std::printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
   for (const auto& [shape, what] : std::vector<std::pair<std::vector<int64_t>, const char*>>{
            {{12, 64, 512}, "README CPU recipe"}, {{64, 256, 1536}, "baby GPT"}}) {
-    const GeluTimes aten = time_gelu(shape, false, repeats), fused = time_gelu(shape, true, repeats);
+    const PassTimes aten = time_gelu(shape, false, repeats), fused = time_gelu(shape, true, repeats);
     std::printf("| %s (%ld, %ld, %ld) | %.3f | %.3f | %.3f | %.3f | %.2f |\n", what, long(shape[0]), long(shape[1]),
                 long(shape[2]), aten.forward, fused.forward, aten.backward, fused.backward,
-                (fused.forward + fused.backward) / (aten.forward + aten.backward));
+                fused.total() / aten.total());
   }
   const double adamw = time_adamw(false, repeats), fused_adamw = time_adamw(true, repeats);
   std::printf("\n| AdamW step, README CPU recipe's parameters | LibTorch ms | FusedAdamW ms | ratio |\n");
