@@ -11,8 +11,10 @@ S * (N - 1) / (time(N) - time(1)), in CPU seconds of the process (user + system)
 
 Without --out-dir it makes a checkpoint of the baby GPT shape (configs/train_shakespeare_char.yaml:
 6 layers, 6 heads, 384 wide, block 256) by training one iteration on data/shakespeare_char
-(prepare it first: `nanogpt prepare shakespeare_char`); nanoGPT's sample.py reads meta.pkl
-from its own data/shakespeare_char, so that folder must exist in the nanoGPT checkout too.
+(prepare it first: `nanogpt prepare char --out-dir data/shakespeare_char`). sample.py runs in
+a scratch folder that links nanoGPT's scripts and this project's data/, so it reads the
+meta.pkl that `prepare` wrote (sample.py opens data/<dataset>/meta.pkl and configurator.py
+relative to its working directory).
 """
 import argparse
 import os
@@ -27,8 +29,10 @@ TIKTOKEN_STUB = "def get_encoding(name):\n    raise ImportError('tiktoken is not
 NANOGPT_SAMPLE = """
 import runpy, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-sys.argv = ["sample.py"] + sys.argv[2:]
-runpy.run_path("sample.py", run_name="__main__")
+nanogpt_dir = sys.argv[2]
+sys.argv = ["sample.py"] + sys.argv[3:]
+sys.path.insert(0, nanogpt_dir)  # model.py
+runpy.run_path(nanogpt_dir + "/sample.py", run_name="__main__")
 """
 
 
@@ -76,11 +80,16 @@ def main():
     if args.nanogpt_dir:
         with open(os.path.join(work, "tiktoken.py"), "w") as f:
             f.write(TIKTOKEN_STUB)
+        nanogpt_dir = os.path.abspath(args.nanogpt_dir)
+        if not os.path.isfile(os.path.join(nanogpt_dir, "sample.py")):
+            sys.exit(f"--nanogpt-dir {args.nanogpt_dir}: no sample.py there (expected a karpathy/nanoGPT checkout)")
+        os.symlink(os.path.join(nanogpt_dir, "configurator.py"), os.path.join(work, "configurator.py"))
+        os.symlink(os.path.join(ROOT, "data"), os.path.join(work, "data"))
         env = dict(os.environ, PYTHONPATH=work + os.pathsep + os.environ.get("PYTHONPATH", ""))
         sides.append(("nanoGPT sample.py", lambda n: timed(
-            ["/usr/bin/python3", "-c", NANOGPT_SAMPLE, str(args.threads), f"--out_dir={out_dir}", "--device=cpu",
-             "--dtype=float32", "--compile=False", f"--num_samples={args.samples}", f"--max_new_tokens={n}"],
-            cwd=args.nanogpt_dir, env=env)))
+            ["/usr/bin/python3", "-c", NANOGPT_SAMPLE, str(args.threads), nanogpt_dir, f"--out_dir={out_dir}",
+             "--device=cpu", "--dtype=float32", "--compile=False", f"--num_samples={args.samples}",
+             f"--max_new_tokens={n}"], cwd=work, env=env)))
 
     print(f"{args.samples} samples x {args.tokens} tokens, {args.threads} thread(s), best of {args.repeats}, "
           f"checkpoint {out_dir}\n")
