@@ -214,11 +214,10 @@ bool cpu_has_native_bf16() {
   return cpuinfo_has_native_bf16(text.str());
 }
 
-std::string slow_cpu_bf16_note(const at::Device& device, const std::string& dtype) {
+std::string cpu_bf16_note(const at::Device& device, const std::string& dtype) {
   if (!device.is_cpu() || dtype != "bfloat16" || cpu_has_native_bf16()) return "";
-  return "note: dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16: LibTorch computes bf16 matmuls in plain "
-         "code, about 30x slower than float32 (Python nanoGPT computes in float32 on the CPU whatever dtype says); "
-         "use dtype: float32 for speed";
+  return "note: dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16: matrix products are computed by float32 "
+         "sgemm from the bf16 operands (LibTorch's own bf16 matmul is about 25x slower here); docs/performance.md";
 }
 
 std::string device_name(const at::Device& device) {

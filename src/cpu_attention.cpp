@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -22,6 +23,43 @@ kernel::Rows rows(const at::Tensor& t, int64_t b, int64_t h) {
 }
 kernel::MutableRows mutable_rows(at::Tensor& t, int64_t b, int64_t h) {
   return {t.data_ptr<float>() + b * t.stride(0) + h * t.stride(1), t.stride(2)};
+}
+
+// bf16 tensors (autocast's) are computed in float: each head's rows are widened into a
+// per-thread staging buffer, and the kernel's float results rounded back into the tensor.
+template <typename Element>
+Element* head_data(const at::Tensor& t, int64_t b, int64_t h) {
+  return static_cast<Element*>(t.data_ptr()) + b * t.stride(0) + h * t.stride(1);
+}
+
+kernel::Rows float_rows(const at::Tensor& t, int64_t b, int64_t h, float* staging) {
+  if (t.scalar_type() == at::kFloat) return rows(t, b, h);
+  const c10::BFloat16* in = head_data<const c10::BFloat16>(t, b, h);
+  const int64_t dim = t.size(3);
+  for (int64_t i = 0; i < t.size(2); ++i) {
+    for (int64_t j = 0; j < dim; ++j) staging[i * dim + j] = static_cast<float>(in[i * t.stride(2) + j]);
+  }
+  return {staging, dim};
+}
+
+kernel::MutableRows output_rows(at::Tensor& t, int64_t b, int64_t h, float* staging) {
+  if (t.scalar_type() == at::kFloat) return mutable_rows(t, b, h);
+  return {staging, t.size(3)};
+}
+
+// Rounds what the kernel wrote into output_rows' staging into a bf16 tensor.
+void store_rows(at::Tensor& t, int64_t b, int64_t h, const float* staging) {
+  if (t.scalar_type() == at::kFloat) return;
+  c10::BFloat16* out = head_data<c10::BFloat16>(t, b, h);
+  const int64_t dim = t.size(3);
+  for (int64_t i = 0; i < t.size(2); ++i) {
+    for (int64_t j = 0; j < dim; ++j) out[i * t.stride(2) + j] = c10::BFloat16(staging[i * dim + j]);
+  }
+}
+
+// Staging floats per thread: `tensors` head-sized buffers of up to `positions` rows each.
+int64_t staging_floats(const at::Tensor& q, int64_t tensors, int64_t positions) {
+  return q.scalar_type() == at::kFloat ? 0 : tensors * positions * q.size(3);
 }
 
 at::Tensor with_contiguous_rows(const at::Tensor& t) { return t.stride(-1) == 1 ? t : t.contiguous(); }
@@ -72,11 +110,17 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     const float scale = dropout_p > 0 ? dropout_scale(dropout_p) : 1.0f;
     at::Tensor out = empty_rows_by_head(q, shape.queries);
     at::Tensor out_heads = heads_view(out);
-    at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options());
-    for_each_head(q, kernel::forward_scratch_floats(shape), [&](int64_t b, int64_t h, float* scratch) {
-      kernel::forward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), head_dropout(keep, scale, b, h),
-                           mutable_rows(out_heads, b, h), lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries,
-                           scratch);
+    at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options().dtype(at::kFloat));
+    const int64_t kernel_floats = kernel::forward_scratch_floats(shape);
+    const int64_t positions = std::max(shape.queries, shape.keys);
+    for_each_head(q, kernel_floats + staging_floats(q, 4, positions), [&](int64_t b, int64_t h, float* scratch) {
+      float* staging = scratch + kernel_floats;
+      const int64_t dim = shape.dim;
+      const kernel::MutableRows out_rows = output_rows(out_heads, b, h, staging + 3 * positions * dim);
+      kernel::forward_head(shape, float_rows(q, b, h, staging), float_rows(k, b, h, staging + positions * dim),
+                           float_rows(v, b, h, staging + 2 * positions * dim), head_dropout(keep, scale, b, h), out_rows,
+                           lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, scratch);
+      store_rows(out_heads, b, h, out_rows.data);
     });
     ctx->save_for_backward({q, k, v, out, lse, keep});
     ctx->saved_data["past_length"] = past_length;
@@ -94,21 +138,33 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor dq = heads_view(empty_rows_by_head(q, shape.queries));
     at::Tensor dk = heads_view(empty_rows_by_head(k, shape.keys));
     at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
-    const int64_t scratch_floats = kernel::backward_scratch_floats(shape, keep.defined());
-    for_each_head(q, scratch_floats, [&](int64_t b, int64_t h, float* scratch) {
-      kernel::backward_head(shape, rows(q, b, h), rows(k, b, h), rows(v, b, h), head_dropout(keep, scale, b, h),
-                            rows(out, b, h), rows(dout, b, h),
-                            lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, mutable_rows(dq, b, h),
-                            mutable_rows(dk, b, h), mutable_rows(dv, b, h), scratch);
+    const int64_t kernel_floats = kernel::backward_scratch_floats(shape, keep.defined());
+    const int64_t positions = std::max(shape.queries, shape.keys);
+    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), [&](int64_t b, int64_t h, float* scratch) {
+      const int64_t head = positions * shape.dim;
+      float* staging = scratch + kernel_floats;
+      const kernel::MutableRows dq_rows = output_rows(dq, b, h, staging + 5 * head);
+      const kernel::MutableRows dk_rows = output_rows(dk, b, h, staging + 6 * head);
+      const kernel::MutableRows dv_rows = output_rows(dv, b, h, staging + 7 * head);
+      kernel::backward_head(shape, float_rows(q, b, h, staging), float_rows(k, b, h, staging + head),
+                            float_rows(v, b, h, staging + 2 * head), head_dropout(keep, scale, b, h),
+                            float_rows(out, b, h, staging + 3 * head), float_rows(dout, b, h, staging + 4 * head),
+                            lse.data_ptr<float>() + (b * q.size(1) + h) * shape.queries, dq_rows, dk_rows, dv_rows,
+                            scratch);
+      store_rows(dq, b, h, dq_rows.data);
+      store_rows(dk, b, h, dk_rows.data);
+      store_rows(dv, b, h, dv_rows.data);
     });
     return {dq, dk, dv, at::Tensor(), at::Tensor()};
   }
 };
 
-// float32 CPU (B, nh, T, hs) tensors of matching shapes, at least one query.
+// float32 or bfloat16 CPU (B, nh, T, hs) tensors of one dtype and matching shapes, at least one query.
 bool computable(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v) {
-  auto cpu_float = [](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == at::kFloat; };
-  return cpu_float(q) && cpu_float(k) && cpu_float(v) && q.dim() == 4 && k.dim() == 4 && k.sizes() == v.sizes() &&
+  const at::ScalarType dtype = q.scalar_type();
+  auto on_cpu_as_q = [&](const at::Tensor& t) { return t.device().is_cpu() && t.scalar_type() == dtype; };
+  return (dtype == at::kFloat || dtype == at::kBFloat16) && on_cpu_as_q(q) && on_cpu_as_q(k) && on_cpu_as_q(v) &&
+         q.dim() == 4 && k.dim() == 4 && k.sizes() == v.sizes() &&
          q.size(0) == k.size(0) && q.size(1) == k.size(1) && q.size(3) == k.size(3) && q.size(2) > 0;
 }
 
@@ -122,7 +178,7 @@ bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                       int64_t past_length, double dropout_p) {
-  TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 CPU (B, nh, T, hs) tensors expected");
+  TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 or bfloat16 CPU (B, nh, T, hs) tensors of one dtype expected");
   TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
               " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
   TORCH_CHECK(dropout_p >= 0 && dropout_p < 1, "fused_cpu_causal_attention: dropout ", dropout_p,

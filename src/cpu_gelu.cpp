@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
+
 #include "gelu_kernel.h"
 
 namespace nanogpt {
@@ -12,14 +14,39 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// gelu(x) of a contiguous tensor and, given `slope`, gelu'(x) into it; in chunks spread
-// over LibTorch's threads.
+// gelu_kernel::forward over bf16 values: widened to float a block at a time, the results
+// (and slopes) rounded back to bf16.
+void forward_bf16(const c10::BFloat16* x, c10::BFloat16* y, c10::BFloat16* slope, int64_t n) {
+  constexpr int64_t kBlock = 1024;
+  float in[kBlock], out[kBlock], slopes[kBlock];
+  for (int64_t start = 0; start < n; start += kBlock) {
+    const int64_t len = std::min(kBlock, n - start);
+    for (int64_t i = 0; i < len; ++i) in[i] = static_cast<float>(x[start + i]);
+    gelu_kernel::forward(in, out, slope != nullptr ? slopes : nullptr, len);
+    for (int64_t i = 0; i < len; ++i) y[start + i] = c10::BFloat16(out[i]);
+    if (slope != nullptr) {
+      for (int64_t i = 0; i < len; ++i) slope[start + i] = c10::BFloat16(slopes[i]);
+    }
+  }
+}
+
+// gelu(x) of a contiguous float32 or bfloat16 tensor and, given `slope`, gelu'(x) into it;
+// in chunks spread over LibTorch's threads.
 at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope) {
   at::Tensor y = at::empty_like(x);
+  constexpr int64_t kGrain = 16384;
+  if (x.scalar_type() == at::kBFloat16) {
+    const c10::BFloat16* in = x.data_ptr<c10::BFloat16>();
+    c10::BFloat16* out = y.data_ptr<c10::BFloat16>();
+    c10::BFloat16* slopes = slope != nullptr ? slope->data_ptr<c10::BFloat16>() : nullptr;
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      forward_bf16(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
+    });
+    return y;
+  }
   const float* in = x.data_ptr<float>();
   float* out = y.data_ptr<float>();
   float* slopes = slope != nullptr ? slope->data_ptr<float>() : nullptr;
-  constexpr int64_t kGrain = 16384;
   at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
     gelu_kernel::forward(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
   });
@@ -44,10 +71,12 @@ struct FusedGelu : torch::autograd::Function<FusedGelu> {
 
 }  // namespace
 
-bool fused_cpu_gelu_applies(const at::Tensor& x) { return x.device().is_cpu() && x.scalar_type() == at::kFloat; }
+bool fused_cpu_gelu_applies(const at::Tensor& x) {
+  return x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
+}
 
 at::Tensor fused_cpu_gelu(const at::Tensor& x) {
-  TORCH_CHECK(fused_cpu_gelu_applies(x), "fused_cpu_gelu: a float32 CPU tensor expected, got ", x.scalar_type(),
+  TORCH_CHECK(fused_cpu_gelu_applies(x), "fused_cpu_gelu: a float32 or bfloat16 CPU tensor expected, got ", x.scalar_type(),
               " on ", x.device());
   if (at::GradMode::is_enabled() && x.requires_grad()) return FusedGelu::apply(x);
   return gelu_of(x.contiguous(), nullptr);

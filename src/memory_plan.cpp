@@ -12,6 +12,7 @@
 
 #include "nanogpt/cpu_attention.h"
 #include "nanogpt/compat.h"
+#include "nanogpt/float_products.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
 #include "nanogpt/recompute.h"
@@ -33,9 +34,32 @@ int64_t gpt_parameter_count(const TrainConfig& c, int64_t V) {
   return V * C + c.block_size * C + c.n_layer * per_block + C + bias * C;  // wte, wpe, h, ln_f
 }
 
+namespace {
+
+// The float32 tiles float_product holds for a (M, K) x (K, N) product: one of each operand
+// and one of the result.
+int64_t product_tile_bytes(int64_t M, int64_t K, int64_t N) {
+  const int64_t m = std::min(M, kFloatProductTile), k = std::min(K, kFloatProductTile), n = std::min(N, kFloatProductTile);
+  return 4 * (m * k + k * n + m * n);
+}
+
+// The largest of them over a block's linear layers, forward and backward, for BT rows.
+int64_t block_product_tile_bytes(int64_t BT, int64_t C) {
+  int64_t largest = 0;
+  for (const auto& [in, out] : {std::pair<int64_t, int64_t>{C, 3 * C}, {C, C}, {C, 4 * C}, {4 * C, C}}) {
+    largest = std::max({largest, product_tile_bytes(BT, in, out), product_tile_bytes(BT, out, in),
+                        product_tile_bytes(out, BT, in)});
+  }
+  return largest;
+}
+
+}  // namespace
+
 MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice device) {
   const bool cuda = device == MemoryDevice::cuda;
   const bool autocast = c.dtype != "float32";
+  // On a CPU without bf16 instructions bf16 products hold float32 tiles (float_products.h).
+  const bool float_tiles = autocast && !cuda && !cpu_has_native_bf16();
   const bool dropout = c.dropout > 0;
   const bool chunked = c.loss_chunk_size > 0;
   const int64_t every = c.activation_checkpointing == "blocks" ? std::max<int64_t>(c.checkpoint_every, 1) : 0;
@@ -78,10 +102,10 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
   // c_fc, of GELU (in float32 on the CPU, the fused GELU's slope instead: the same bytes) and
   // of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
-  // With this port's fused CPU attention (float32, T <= kFusedAttentionMaxKeys: cpu_attention.h) the softmax
+  // With this port's fused CPU attention (T <= kFusedAttentionMaxKeys: cpu_attention.h) the softmax
   // output is replaced by one log-normaliser per query (and, with dropout, a bool mask), and
   // backward makes no (T, T) float tensors.
-  const bool fused_attention = !cuda && !autocast && fused_cpu_attention_chosen(T);
+  const bool fused_attention = !cuda && fused_cpu_attention_chosen(T);
   const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
   const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
   const std::string attention_saved_formula = fused_attention ? "4*B*nh*T" : "p*B*nh*T*T";
@@ -120,12 +144,20 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
     // chunk: its fp32 logits turned in place into their gradient, beside the half logits and
     // then the half gradient under autocast, whose weight gradient is added in vocabulary
     // slices (a half and a float temporary each)
-    const int64_t slice_bytes = 6 * std::min(V, kHalfWeightGradRows) * C;
-    const int64_t chunk_bytes = autocast ? a * chunk * V + std::max(4 * chunk * V, slice_bytes) : 4 * chunk * V;
+    const int64_t slice_rows = std::min(V, kHalfWeightGradRows);
+    const int64_t slice_bytes = 6 * slice_rows * C;
+    // with float tiles: those of the hidden's gradient and of a weight-gradient slice, each
+    // beside its half result
+    const int64_t tile_bytes = float_tiles ? std::max(product_tile_bytes(chunk, V, C) + 2 * chunk * C,
+                                                      product_tile_bytes(slice_rows, chunk, C) + 2 * slice_rows * C)
+                                           : 0;
+    const int64_t chunk_bytes =
+        autocast ? a * chunk * V + std::max({4 * chunk * V, slice_bytes, tile_bytes}) : 4 * chunk * V;
     head_bytes = 4 * BTC + 4 * VC + (autocast ? 2 * VC : 0) + chunk_bytes;
     add("chunked loss backward (chunk rows N)",
-        autocast ? fmt::format("4*B*T*C + 4*V*C + 2*V*C + a*N*V + max(4*N*V, 6*{}*C)",
-                               V > kHalfWeightGradRows ? std::to_string(kHalfWeightGradRows) : "V")
+        autocast ? fmt::format("4*B*T*C + 4*V*C + 2*V*C + a*N*V + max(4*N*V, 6*{}*C{})",
+                               V > kHalfWeightGradRows ? std::to_string(kHalfWeightGradRows) : "V",
+                               float_tiles ? ", float tiles" : "")
                  : "4*B*T*C + 4*V*C + 4*N*V",
         head_bytes);
   }
@@ -135,15 +167,19 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // its own tensors before a lower one is recomputed), two residual gradients and the largest
   // pair of intermediate gradients: the MLP's (4*a*B*T*C beyond the saved GELU output that
   // mlp.c_proj's backward has freed), or the attention scores' (beyond the MLP's saved tensors).
+  // With float tiles, the largest of the block's products are beside the MLP's gradients.
+  const int64_t tiles = float_tiles ? block_product_tile_bytes(B * T, C) : 0;
   const bool top_recomputed = every > 0 && (L - 1) % every == 0;
   const int64_t head_inputs = (chunked ? 4 : a) * BTC + 4 * BTC + 8 * BT;
   const int64_t block_backward = 4 * VC + (top_recomputed ? per_block : 0) + 8 * BTC +
-                                 std::max(4 * a * BTC, attention_grads - (9 * a + 4) * BTC) - head_inputs;
+                                 std::max(4 * a * BTC + tiles, attention_grads - (9 * a + 4) * BTC) - head_inputs;
   const int64_t beyond_head = std::max<int64_t>(0, block_backward - head_bytes);
   add(top_recomputed ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
       fmt::format("max(0, 4*V*C + {}8*B*T*C + {} - {}*B*T*C - 4*B*T*C - 8*B*T - loss head)",
                   top_recomputed ? "(" + per_block_formula + ") + " : "",
-                  fused_attention ? "4*a*B*T*C" : "max(4*a*B*T*C, 2*p*B*nh*T*T - (9*a+4)*B*T*C)", chunked ? "4" : "a"),
+                  fmt::format(fused_attention ? "{0}" : "max({0}, 2*p*B*nh*T*T - (9*a+4)*B*T*C)",
+                              tiles > 0 ? "4*a*B*T*C + float tiles" : "4*a*B*T*C"),
+                  chunked ? "4" : "a"),
       beyond_head);
   activation_bytes += head_bytes + beyond_head;
   // At the end of backward the tied weight's two gradients (the LM head's and the

@@ -8,6 +8,7 @@
 
 #include "nanogpt/compat.h"
 #include "nanogpt/cpu_gelu.h"
+#include "nanogpt/float_products.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/recompute.h"
 
@@ -29,8 +30,10 @@ namespace {
 // x @ weight.T + bias, as F::linear. With a few rows and no autograd (sampling with the KV
 // cache: one position per sample), OpenBLAS's sgemm spends most of its time packing the
 // whole weight on every call; a matrix-vector product per row reads the weight as it is,
-// 2-3x faster for a block's weights and 1.5x for GPT-2's LM head.
+// 2-3x faster for a block's weights and 1.5x for GPT-2's LM head. Under bf16 autocast on a
+// CPU without bf16 instructions the product goes through float32 sgemm (float_products.h).
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias = {}) {
+  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias);
   constexpr int64_t kFewRows = 4;
   const int64_t rows = x.numel() / x.size(-1);
   if (rows > kFewRows || torch::GradMode::is_enabled() || !x.is_cpu() || x.scalar_type() != torch::kFloat ||

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/float_products.h"
 #include "nanogpt/model.h"
 
 namespace nanogpt {
@@ -69,6 +70,11 @@ at::ScalarType softmax_dtype(at::ScalarType matmul_dtype) {
 }
 
 at::Tensor chunk_logits(const at::Tensor& rows, const at::Tensor& weight) {
+  if (rows.scalar_type() == at::kBFloat16 && cpu_bf16_products_in_float(rows)) {
+    // rounded to bf16 as autocast's matmul rounds them, in the float tensor the softmax needs
+    at::Tensor logits = float_product(rows, weight.t(), at::kFloat);
+    return logits.copy_(logits.to(at::kBFloat16));
+  }
   return at::mm(rows, weight.t()).to(softmax_dtype(rows.scalar_type()));  // no copy when already there
 }
 
@@ -147,12 +153,12 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
         at::mm_out(grad_part, grad_logits, weight_cast);
         grad_weight.addmm_(grad_logits.t(), part);
       } else {
-        grad_part.copy_(at::mm(grad_logits, weight_cast));
+        grad_part.copy_(mm_bf16_in_float(grad_logits, weight_cast));
         // rounded to the half type first, as autograd would; in slices of the vocabulary
         // because adding a half tensor to a float one makes a float copy of it on the CPU
         for (int64_t row = 0; row < grad_weight.size(0); row += kHalfWeightGradRows) {
           grad_weight.slice(0, row, row + kHalfWeightGradRows)
-              .add_(at::mm(grad_logits.slice(1, row, row + kHalfWeightGradRows).t(), part));
+              .add_(mm_bf16_in_float(grad_logits.slice(1, row, row + kHalfWeightGradRows).t(), part));
         }
       }
     }

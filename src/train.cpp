@@ -90,7 +90,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   const int64_t tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size;
   print(fmt::format("tokens per iteration will be: {}", with_commas(tokens_per_iter)));
   print(fmt::format("device: {}, {}, {}", device.str(), cpu_threads_summary(), torch_build_summary()));
-  if (const std::string note = slow_cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
+  if (const std::string note = cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
 
   if (master_process) fs::create_directories(config.out_dir);
   // a cap on the device's tensor memory, as a smaller device would have

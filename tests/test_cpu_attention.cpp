@@ -113,14 +113,16 @@ TEST(CpuAttention, ANanKeyReachesOnlyTheQueriesThatSeeIt) {
   EXPECT_TRUE(torch::equal(row_has_nan[0][1], torch::tensor({false, false, true, true, true, true})));
 }
 
-TEST(CpuAttention, AppliesToFloat32CpuUpToTheMostKeys) {
+TEST(CpuAttention, AppliesToFloat32AndBfloat16CpuUpToTheMostKeys) {
   auto x = torch::randn({1, 1, 4, 4});
   EXPECT_TRUE(fused_cpu_attention_applies(x, x, x));
   auto most_keys = torch::randn({1, 1, kFusedAttentionMaxKeys, 4});
   auto too_many_keys = torch::randn({1, 1, kFusedAttentionMaxKeys + 1, 4});
   EXPECT_TRUE(fused_cpu_attention_applies(x, most_keys, most_keys));
   EXPECT_FALSE(fused_cpu_attention_applies(x, too_many_keys, too_many_keys));
-  auto half = x.to(torch::kBFloat16);
+  auto bf16 = x.to(torch::kBFloat16), half = x.to(torch::kHalf);
+  EXPECT_TRUE(fused_cpu_attention_applies(bf16, bf16, bf16));
+  EXPECT_FALSE(fused_cpu_attention_applies(bf16, x, x));
   EXPECT_FALSE(fused_cpu_attention_applies(half, half, half));
   auto keys = torch::randn({1, 1, 5, 4});
   EXPECT_THROW(

@@ -83,7 +83,8 @@ TEST(CpuGelu, ChoosesThePathByTensor) {
   const auto x = torch::linspace(-4, 4, 101);
   EXPECT_TRUE(fused_cpu_gelu_applies(x));
   EXPECT_FALSE(fused_cpu_gelu_applies(x.to(torch::kDouble)));
-  EXPECT_FALSE(fused_cpu_gelu_applies(x.to(torch::kBFloat16)));
+  EXPECT_TRUE(fused_cpu_gelu_applies(x.to(torch::kBFloat16)));
+  EXPECT_FALSE(fused_cpu_gelu_applies(x.to(torch::kHalf)));
   EXPECT_TRUE(at::equal(mlp_gelu(x.to(torch::kDouble)), at::gelu(x.to(torch::kDouble))));
   {
     torch::NoGradGuard no_grad;  // no slope to keep; the same values
@@ -95,6 +96,6 @@ TEST(CpuGelu, ChoosesThePathByTensor) {
     fused_cpu_gelu(x.to(torch::kDouble));
     ADD_FAILURE() << "a double tensor was accepted";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("float32 CPU tensor expected, got Double"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("float32 or bfloat16 CPU tensor expected, got Double"), std::string::npos) << e.what();
   }
 }

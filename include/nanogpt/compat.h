@@ -89,8 +89,9 @@ std::string cpu_threads_summary();
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
 bool cpu_has_native_bf16();
 
-// The line train and bench print when bfloat16 autocast on this CPU will be slow; "" otherwise.
-std::string slow_cpu_bf16_note(const at::Device& device, const std::string& dtype);
+// The line train and bench print when bfloat16 autocast on this CPU takes float_products.h's
+// path instead of LibTorch's slow bf16 matmul; "" otherwise.
+std::string cpu_bf16_note(const at::Device& device, const std::string& dtype);
 
 // Python nanoGPT's CausalSelfAttention keeps a causal-mask buffer (`attn.bias`, in its
 // state_dict) only where torch lacks scaled_dot_product_attention, i.e. before 2.0. A

@@ -1,6 +1,6 @@
 #pragma once
-// Causal self-attention for float32 tensors on the CPU in one pass per head: the scores
-// of a query row live only in a row-sized buffer, keys past the query are never touched,
+// Causal self-attention for float32 (and bfloat16) tensors on the CPU in one pass per head:
+// the scores of a query row live only in a row-sized buffer, keys past the query are never touched,
 // and backward recomputes the scores from the saved log-normalisers. LibTorch 1.13 has no
 // such kernel: its attention materialises the full (T, T) score matrix, mask included.
 #include <ATen/ATen.h>
@@ -15,15 +15,17 @@ namespace nanogpt {
 // LibTorch's path.
 constexpr int64_t kFusedAttentionMaxKeys = 2048;
 
-// The choice for float32 CPU attention: the fused kernel up to kFusedAttentionMaxKeys keys,
+// The choice for CPU attention: the fused kernel up to kFusedAttentionMaxKeys keys,
 // with or without attention dropout. The memory planner asks it of a config.
 bool fused_cpu_attention_chosen(int64_t keys);
 
-// Whether fused_cpu_causal_attention computes this attention: float32 (B, nh, T, hs) q, k, v
-// on the CPU, and fused_cpu_attention_chosen.
+// Whether fused_cpu_causal_attention computes this attention: float32 or bfloat16 (B, nh, T, hs)
+// q, k, v of one dtype on the CPU, and fused_cpu_attention_chosen.
 bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v);
 
 // dropout(softmax(q k^T / sqrt(hs), causal)) v over (B, nh, T, hs) tensors, differentiable.
+// bfloat16 inputs (bf16 autocast's) are widened to float32 head by head, and the result and
+// gradients rounded back to bfloat16: the float kernel's speed whatever the CPU's bf16 support.
 // Query row i sits at position past_length + i of the keys. Dropout (p in [0, 1)) draws its
 // keep mask from the default CPU generator exactly as ATen's dropout draws its noise, so
 // training consumes the random stream as LibTorch's attention (and nanoGPT) does; the mask

@@ -1,0 +1,104 @@
+#include "nanogpt/float_products.h"
+
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <algorithm>
+
+#include "nanogpt/compat.h"
+
+namespace nanogpt {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Applied without a bias when there is none: LibTorch 1.13 rejects undefined tensor inputs.
+struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias = {}) {
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["bias"] = bias.defined();
+    std::vector<int64_t> shape = x.sizes().vec();
+    shape.back() = weight.size(0);
+    return float_product(x.reshape({-1, x.size(-1)}), weight.t(), x.scalar_type(), bias).view(shape);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1];
+    const at::Tensor grad = grad_outputs[0].reshape({-1, weight.size(0)});
+    at::Tensor grad_x, grad_weight, grad_bias;
+    if (ctx->needs_input_grad(0)) grad_x = float_product(grad, weight, x.scalar_type()).view(x.sizes());
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = float_product(grad.t(), x.reshape({-1, x.size(-1)}), weight.scalar_type());
+    }
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad.sum(0);
+    return {grad_x, grad_weight, grad_bias};
+  }
+};
+
+}  // namespace
+
+bool cpu_bf16_products_in_float(const at::Tensor& x) {
+  static const bool native = cpu_has_native_bf16();
+  return !native && x.is_cpu();
+}
+
+bool autocast_linear_in_float(const at::Tensor& x) {
+  if (!cpu_bf16_products_in_float(x)) return false;
+  const AutocastState autocast = autocast_state(at::kCPU);
+  return autocast.enabled && autocast.dtype == at::kBFloat16;
+}
+
+at::Tensor mm_bf16_in_float(const at::Tensor& a, const at::Tensor& b) {
+  if (a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && cpu_bf16_products_in_float(a)) {
+    return float_product(a, b, at::kBFloat16);
+  }
+  return at::mm(a, b);
+}
+
+at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_dtype, const at::Tensor& bias) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "float_product: (M, K) and (K, N) expected, got ",
+              a.sizes(), " and ", b.sizes());
+  // the float products below must stay float: autocast would cast them back to bf16
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1), tile = kFloatProductTile;
+  at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
+  const bool float_out = out_dtype == at::kFloat;
+  const at::Tensor staging =
+      float_out ? at::Tensor() : at::empty({std::min(M, tile), std::min(N, tile)}, a.options().dtype(at::kFloat));
+  const at::Tensor bias_float = bias.defined() ? bias.to(at::kFloat) : at::Tensor();
+  for (int64_t row = 0; row < M; row += tile) {
+    const int64_t rows = std::min(tile, M - row);
+    for (int64_t col = 0; col < N; col += tile) {
+      const int64_t cols = std::min(tile, N - col);
+      at::Tensor target = out.slice(0, row, row + rows).slice(1, col, col + cols);
+      at::Tensor sum = float_out ? target : staging.slice(0, 0, rows).slice(1, 0, cols);
+      if (K == 0) sum.zero_();
+      for (int64_t inner = 0; inner < K; inner += tile) {
+        const at::Tensor a_tile = a.slice(0, row, row + rows).slice(1, inner, inner + tile).to(at::kFloat);
+        const at::Tensor b_tile = b.slice(0, inner, inner + tile).slice(1, col, col + cols).to(at::kFloat);
+        if (inner == 0) {
+          at::mm_out(sum, a_tile, b_tile);
+        } else {
+          sum.addmm_(a_tile, b_tile);
+        }
+      }
+      if (bias_float.defined()) sum.add_(bias_float.slice(0, col, col + cols));
+      if (!float_out) target.copy_(sum);
+    }
+  }
+  return out;
+}
+
+at::Tensor bf16_linear_in_float(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  // autocast's own casts: the parameters' bf16 copies come from (and stay in) its cache
+  auto cast = [](const at::Tensor& t) { return at::autocast::cached_cast(at::kBFloat16, t, c10::DeviceType::CPU); };
+  if (!bias.defined()) return Bf16LinearInFloat::apply(cast(x), cast(weight));
+  return Bf16LinearInFloat::apply(cast(x), cast(weight), cast(bias));
+}
+
+}  // namespace nanogpt
