@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attention_kernel.h"
+#include "bf16_convert.h"
 
 namespace nanogpt {
 
@@ -36,9 +37,7 @@ kernel::Rows float_rows(const at::Tensor& t, int64_t b, int64_t h, float* stagin
   if (t.scalar_type() == at::kFloat) return rows(t, b, h);
   const c10::BFloat16* in = head_data<const c10::BFloat16>(t, b, h);
   const int64_t dim = t.size(3);
-  for (int64_t i = 0; i < t.size(2); ++i) {
-    for (int64_t j = 0; j < dim; ++j) staging[i * dim + j] = static_cast<float>(in[i * t.stride(2) + j]);
-  }
+  for (int64_t i = 0; i < t.size(2); ++i) bf16_convert::widen(in + i * t.stride(2), staging + i * dim, dim);
   return {staging, dim};
 }
 
@@ -52,9 +51,7 @@ void store_rows(at::Tensor& t, int64_t b, int64_t h, const float* staging) {
   if (t.scalar_type() == at::kFloat) return;
   c10::BFloat16* out = head_data<c10::BFloat16>(t, b, h);
   const int64_t dim = t.size(3);
-  for (int64_t i = 0; i < t.size(2); ++i) {
-    for (int64_t j = 0; j < dim; ++j) out[i * t.stride(2) + j] = c10::BFloat16(staging[i * dim + j]);
-  }
+  for (int64_t i = 0; i < t.size(2); ++i) bf16_convert::narrow(staging + i * dim, out + i * t.stride(2), dim);
 }
 
 // Staging floats per thread: `tensors` head-sized buffers of up to `positions` rows each.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "bf16_convert.h"
 #include "gelu_kernel.h"
 
 namespace nanogpt {
@@ -21,12 +22,10 @@ void forward_bf16(const c10::BFloat16* x, c10::BFloat16* y, c10::BFloat16* slope
   float in[kBlock], out[kBlock], slopes[kBlock];
   for (int64_t start = 0; start < n; start += kBlock) {
     const int64_t len = std::min(kBlock, n - start);
-    for (int64_t i = 0; i < len; ++i) in[i] = static_cast<float>(x[start + i]);
+    bf16_convert::widen(x + start, in, len);
     gelu_kernel::forward(in, out, slope != nullptr ? slopes : nullptr, len);
-    for (int64_t i = 0; i < len; ++i) y[start + i] = c10::BFloat16(out[i]);
-    if (slope != nullptr) {
-      for (int64_t i = 0; i < len; ++i) slope[start + i] = c10::BFloat16(slopes[i]);
-    }
+    bf16_convert::narrow(out, y + start, len);
+    if (slope != nullptr) bf16_convert::narrow(slopes, slope + start, len);
   }
 }
 

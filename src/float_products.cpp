@@ -1,5 +1,6 @@
 #include "nanogpt/float_products.h"
 
+#include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -8,12 +9,49 @@
 
 #include "nanogpt/compat.h"
 
+#include "bf16_convert.h"
+
 namespace nanogpt {
 
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// Rows of at least this many elements per thread in the conversions.
+constexpr int64_t kConversionGrain = 32768;
+
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kConversionGrain / std::max<int64_t>(cols, 1)); }
+
+// `t` (2-D) as float32: itself when it is float32; a bf16 tile widened row by row along its
+// contiguous dimension, that layout kept (a transposed operand stays one for sgemm).
+at::Tensor widened(const at::Tensor& t) {
+  if (t.scalar_type() == at::kFloat) return t;
+  if (t.scalar_type() != at::kBFloat16 || (t.stride(1) != 1 && t.stride(0) != 1)) return t.to(at::kFloat);
+  if (t.stride(1) != 1) return widened(t.t()).t();
+  at::Tensor out = at::empty(t.sizes(), t.options().dtype(at::kFloat));
+  const c10::BFloat16* in = t.data_ptr<c10::BFloat16>();
+  float* rows = out.data_ptr<float>();
+  const int64_t cols = t.size(1);
+  at::parallel_for(0, t.size(0), row_grain(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) bf16_convert::widen(in + r * t.stride(0), rows + r * cols, cols);
+  });
+  return out;
+}
+
+// target = sum rounded to bf16, both 2-D of one shape.
+void narrow_into(at::Tensor& target, const at::Tensor& sum) {
+  if (target.scalar_type() != at::kBFloat16 || target.stride(1) != 1 || sum.stride(1) != 1) {
+    target.copy_(sum);
+    return;
+  }
+  const float* in = sum.data_ptr<float>();
+  c10::BFloat16* out = target.data_ptr<c10::BFloat16>();
+  const int64_t cols = target.size(1);
+  at::parallel_for(0, target.size(0), row_grain(cols), [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) bf16_convert::narrow(in + r * sum.stride(0), out + r * target.stride(0), cols);
+  });
+}
 
 // Applied without a bias when there is none: LibTorch 1.13 rejects undefined tensor inputs.
 struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
@@ -29,13 +67,16 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1];
-    const at::Tensor grad = grad_outputs[0].reshape({-1, weight.size(0)});
+    // the gradient feeds both products: widened once where it is a single tile
+    const at::Tensor grad_rows = grad_outputs[0].reshape({-1, weight.size(0)});
+    const bool one_tile = grad_rows.size(0) <= kFloatProductTile && grad_rows.size(1) <= kFloatProductTile;
+    const at::Tensor grad = one_tile ? widened(grad_rows) : grad_rows;
     at::Tensor grad_x, grad_weight, grad_bias;
     if (ctx->needs_input_grad(0)) grad_x = float_product(grad, weight, x.scalar_type()).view(x.sizes());
     if (ctx->needs_input_grad(1)) {
       grad_weight = float_product(grad.t(), x.reshape({-1, x.size(-1)}), weight.scalar_type());
     }
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad.sum(0);
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad_rows.sum(0);
     return {grad_x, grad_weight, grad_bias};
   }
 };
@@ -79,8 +120,8 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
       at::Tensor sum = float_out ? target : staging.slice(0, 0, rows).slice(1, 0, cols);
       if (K == 0) sum.zero_();
       for (int64_t inner = 0; inner < K; inner += tile) {
-        const at::Tensor a_tile = a.slice(0, row, row + rows).slice(1, inner, inner + tile).to(at::kFloat);
-        const at::Tensor b_tile = b.slice(0, inner, inner + tile).slice(1, col, col + cols).to(at::kFloat);
+        const at::Tensor a_tile = widened(a.slice(0, row, row + rows).slice(1, inner, inner + tile));
+        const at::Tensor b_tile = widened(b.slice(0, inner, inner + tile).slice(1, col, col + cols));
         if (inner == 0) {
           at::mm_out(sum, a_tile, b_tile);
         } else {
@@ -88,7 +129,7 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
         }
       }
       if (bias_float.defined()) sum.add_(bias_float.slice(0, col, col + cols));
-      if (!float_out) target.copy_(sum);
+      if (!float_out) narrow_into(target, sum);
     }
   }
   return out;

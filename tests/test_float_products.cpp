@@ -1,11 +1,17 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstring>
+#include <limits>
+#include <vector>
+
 #include "nanogpt/compat.h"
 #include "nanogpt/cpu_attention.h"
 #include "nanogpt/cpu_gelu.h"
 #include "nanogpt/float_products.h"
 #include "nanogpt/model.h"
+
+#include "bf16_convert.h"  // src/: the conversion loops, against c10::BFloat16's
 
 using namespace nanogpt;
 
@@ -15,6 +21,26 @@ torch::Tensor bf16(const torch::Tensor& t) { return t.to(torch::kBFloat16); }
 torch::Tensor widened(const torch::Tensor& t) { return t.to(torch::kFloat); }
 
 }  // namespace
+
+TEST(FloatProducts, ConversionsRoundAsC10BFloat16) {
+  std::vector<float> values = {0.0f, -0.0f, 1.0f, 1.00390625f /* tie, to even: down */,
+                               1.01171875f /* tie, to even: up */, 3.0e38f /* to inf */, 1e-40f /* subnormal */,
+                               std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                               std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()};
+  const auto random = torch::randn({1000}) * 100;
+  for (int64_t i = 0; i < random.numel(); ++i) values.push_back(random[i].item<float>());
+  std::vector<c10::BFloat16> narrowed(values.size());
+  bf16_convert::narrow(values.data(), narrowed.data(), static_cast<int64_t>(values.size()));
+  std::vector<float> back(values.size());
+  bf16_convert::widen(narrowed.data(), back.data(), static_cast<int64_t>(values.size()));
+  for (size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(narrowed[i].x, c10::BFloat16(values[i]).x) << values[i];
+    const float expected = static_cast<float>(narrowed[i]);
+    EXPECT_TRUE(std::memcmp(&back[i], &expected, sizeof(float)) == 0) << values[i];
+  }
+  EXPECT_EQ(static_cast<float>(narrowed[3]), 1.0f);
+  EXPECT_EQ(static_cast<float>(narrowed[4]), 1.015625f);
+}
 
 TEST(FloatProducts, OneTileIsOneSgemmOfTheWidenedOperands) {
   torch::manual_seed(0);

@@ -1,0 +1,16 @@
+#pragma once
+// bfloat16 <-> float32 over plain arrays, in loops the compiler vectorizes: the conversions of
+// the bf16 paths that compute in float32 (float_products.h, cpu_attention.h, cpu_gelu.h).
+#include <c10/util/BFloat16.h>
+
+#include <cstdint>
+
+namespace nanogpt::bf16_convert {
+
+// out[i] = in[i] as float (exact), for i < n.
+void widen(const c10::BFloat16* in, float* out, int64_t n);
+
+// out[i] = in[i] rounded to the nearest bf16, ties to even, NaN to NaN: c10::BFloat16(in[i]).
+void narrow(const float* in, c10::BFloat16* out, int64_t n);
+
+}  // namespace nanogpt::bf16_convert
