@@ -26,7 +26,8 @@ for target in "${targets[@]}"; do
   case $target in
     pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
     torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-lc10) ;;
-    config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/pretokenize.cpp)
+    config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/bf16_convert.cpp
+                     src/pretokenize.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi
