@@ -207,11 +207,15 @@ bool cpuinfo_has_native_bf16(const std::string& cpuinfo) {
 }
 
 bool cpu_has_native_bf16() {
-  std::ifstream in("/proc/cpuinfo");
-  if (!in) return true;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return cpuinfo_has_native_bf16(text.str());
+  // read once: the model's every linear layer and the planner's every estimate ask
+  static const bool native = [] {
+    std::ifstream in("/proc/cpuinfo");
+    if (!in) return true;
+    std::ostringstream text;
+    text << in.rdbuf();
+    return cpuinfo_has_native_bf16(text.str());
+  }();
+  return native;
 }
 
 std::string cpu_bf16_note(const at::Device& device, const std::string& dtype) {

@@ -83,10 +83,7 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
 
 }  // namespace
 
-bool cpu_bf16_products_in_float(const at::Tensor& x) {
-  static const bool native = cpu_has_native_bf16();
-  return !native && x.is_cpu();
-}
+bool cpu_bf16_products_in_float(const at::Tensor& x) { return !cpu_has_native_bf16() && x.is_cpu(); }
 
 bool autocast_linear_in_float(const at::Tensor& x) {
   if (!cpu_bf16_products_in_float(x)) return false;

@@ -85,7 +85,7 @@ std::string cpu_threads_summary();
 
 // Whether /proc/cpuinfo text lists avx512_bf16 or amx_bf16, the instructions oneDNN's bf16
 // matmul needs; without them LibTorch computes bf16 matmuls in plain code, ~30x slower
-// than float32 on an AVX2 EPYC. cpu_has_native_bf16() reads this machine's (true if unreadable).
+// than float32 on an AVX2 EPYC. cpu_has_native_bf16() reads this machine's once (true if unreadable).
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
 bool cpu_has_native_bf16();
 
