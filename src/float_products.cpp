@@ -53,6 +53,13 @@ void narrow_into(at::Tensor& target, const at::Tensor& sum) {
   });
 }
 
+// Rows [row, row + rows) and columns [col, col + cols) of 2-D `t`: `t` itself when that is
+// all of it (one tile: the usual case, which then costs no slicing).
+at::Tensor block(const at::Tensor& t, int64_t row, int64_t rows, int64_t col, int64_t cols) {
+  if (row == 0 && col == 0 && rows == t.size(0) && cols == t.size(1)) return t;
+  return t.slice(0, row, row + rows).slice(1, col, col + cols);
+}
+
 // Applied without a bias when there is none: LibTorch 1.13 rejects undefined tensor inputs.
 struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
@@ -113,19 +120,20 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
     const int64_t rows = std::min(tile, M - row);
     for (int64_t col = 0; col < N; col += tile) {
       const int64_t cols = std::min(tile, N - col);
-      at::Tensor target = out.slice(0, row, row + rows).slice(1, col, col + cols);
-      at::Tensor sum = float_out ? target : staging.slice(0, 0, rows).slice(1, 0, cols);
+      at::Tensor target = block(out, row, rows, col, cols);
+      at::Tensor sum = float_out ? target : block(staging, 0, rows, 0, cols);
       if (K == 0) sum.zero_();
       for (int64_t inner = 0; inner < K; inner += tile) {
-        const at::Tensor a_tile = widened(a.slice(0, row, row + rows).slice(1, inner, inner + tile));
-        const at::Tensor b_tile = widened(b.slice(0, inner, inner + tile).slice(1, col, col + cols));
+        const int64_t inners = std::min(tile, K - inner);
+        const at::Tensor a_tile = widened(block(a, row, rows, inner, inners));
+        const at::Tensor b_tile = widened(block(b, inner, inners, col, cols));
         if (inner == 0) {
           at::mm_out(sum, a_tile, b_tile);
         } else {
           sum.addmm_(a_tile, b_tile);
         }
       }
-      if (bias_float.defined()) sum.add_(bias_float.slice(0, col, col + cols));
+      if (bias_float.defined()) sum.add_(cols == N ? bias_float : bias_float.slice(0, col, col + cols));
       if (!float_out) narrow_into(target, sum);
     }
   }

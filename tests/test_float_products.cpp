@@ -29,17 +29,26 @@ TEST(FloatProducts, ConversionsRoundAsC10BFloat16) {
                                std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN()};
   const auto random = torch::randn({1000}) * 100;
   for (int64_t i = 0; i < random.numel(); ++i) values.push_back(random[i].item<float>());
-  std::vector<c10::BFloat16> narrowed(values.size());
-  bf16_convert::narrow(values.data(), narrowed.data(), static_cast<int64_t>(values.size()));
-  std::vector<float> back(values.size());
-  bf16_convert::widen(narrowed.data(), back.data(), static_cast<int64_t>(values.size()));
-  for (size_t i = 0; i < values.size(); ++i) {
-    EXPECT_EQ(narrowed[i].x, c10::BFloat16(values[i]).x) << values[i];
-    const float expected = static_cast<float>(narrowed[i]);
-    EXPECT_TRUE(std::memcmp(&back[i], &expected, sizeof(float)) == 0) << values[i];
+  struct Build {
+    const char* name;
+    void (*narrow)(const float*, c10::BFloat16*, int64_t);
+    void (*widen)(const c10::BFloat16*, float*, int64_t);
+  };
+  // what this CPU runs (the AVX2 build where it has AVX2), and the baseline build
+  for (const Build& build : {Build{"dispatched", bf16_convert::narrow, bf16_convert::widen},
+                             Build{"baseline", bf16_convert::narrow_baseline, bf16_convert::widen_baseline}}) {
+    std::vector<c10::BFloat16> narrowed(values.size());
+    build.narrow(values.data(), narrowed.data(), static_cast<int64_t>(values.size()));
+    std::vector<float> back(values.size());
+    build.widen(narrowed.data(), back.data(), static_cast<int64_t>(values.size()));
+    for (size_t i = 0; i < values.size(); ++i) {
+      EXPECT_EQ(narrowed[i].x, c10::BFloat16(values[i]).x) << build.name << " " << values[i];
+      const float expected = static_cast<float>(narrowed[i]);
+      EXPECT_TRUE(std::memcmp(&back[i], &expected, sizeof(float)) == 0) << build.name << " " << values[i];
+    }
+    EXPECT_EQ(static_cast<float>(narrowed[3]), 1.0f) << build.name;
+    EXPECT_EQ(static_cast<float>(narrowed[4]), 1.015625f) << build.name;
   }
-  EXPECT_EQ(static_cast<float>(narrowed[3]), 1.0f);
-  EXPECT_EQ(static_cast<float>(narrowed[4]), 1.015625f);
 }
 
 TEST(FloatProducts, OneTileIsOneSgemmOfTheWidenedOperands) {
