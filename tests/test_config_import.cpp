@@ -83,12 +83,12 @@ TEST(ConfigImport, AnythingElseIsAnErrorNamingTheLine) {
   EXPECT_NE(import_error("out_dir = 'a' * 3\n").find("only + joins strings"), std::string::npos);
 }
 
-// nanoGPT's own config/*.py, from a checkout named by NANOGPT_CHECKOUT (none of its files
-// are in this repository; only the values they must give are).
+// nanoGPT's own config/*.py, from the checkout in NANOGPT_DIR that the other nanoGPT checks
+// use too (none of its files are in this repository; only the values they must give are).
 TEST(ConfigImport, NanoGPTConfigFiles) {
-  const char* checkout = std::getenv("NANOGPT_CHECKOUT");
+  const char* checkout = std::getenv("NANOGPT_DIR");
   if (checkout == nullptr || !std::filesystem::is_directory(std::string(checkout) + "/config")) {
-    GTEST_SKIP() << "NANOGPT_CHECKOUT (a karpathy/nanoGPT checkout) is not set; skipping its config files";
+    GTEST_SKIP() << "NANOGPT_DIR (a karpathy/nanoGPT checkout) is not set; skipping its config files";
   }
   auto load = [&](const std::string& name) {
     const std::string path = std::string(checkout) + "/config/" + name;
