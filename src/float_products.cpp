@@ -115,7 +115,8 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
   const bool float_out = out_dtype == at::kFloat;
   const at::Tensor staging =
       float_out ? at::Tensor() : at::empty({std::min(M, tile), std::min(N, tile)}, a.options().dtype(at::kFloat));
-  const at::Tensor bias_float = bias.defined() ? bias.to(at::kFloat) : at::Tensor();
+  // a (1, N) row, so that its tiles come from `block` as the operands' do
+  const at::Tensor bias_row = bias.defined() ? bias.to(at::kFloat).view({1, N}) : at::Tensor();
   for (int64_t row = 0; row < M; row += tile) {
     const int64_t rows = std::min(tile, M - row);
     for (int64_t col = 0; col < N; col += tile) {
@@ -133,7 +134,7 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
           sum.addmm_(a_tile, b_tile);
         }
       }
-      if (bias_float.defined()) sum.add_(cols == N ? bias_float : bias_float.slice(0, col, col + cols));
+      if (bias_row.defined()) sum.add_(block(bias_row, 0, 1, col, cols));
       if (!float_out) narrow_into(target, sum);
     }
   }

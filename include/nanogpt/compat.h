@@ -84,8 +84,8 @@ int hardware_threads();
 std::string cpu_threads_summary();
 
 // Whether /proc/cpuinfo text lists avx512_bf16 or amx_bf16, the instructions oneDNN's bf16
-// matmul needs; without them LibTorch computes bf16 matmuls in plain code, ~30x slower
-// than float32 on an AVX2 EPYC. cpu_has_native_bf16() reads this machine's once (true if unreadable).
+// matmul needs; without them LibTorch computes bf16 matmuls in plain code, ~25x slower
+// than float32 on an AVX2 EPYC (docs/performance.md). cpu_has_native_bf16() reads this machine's once (true if unreadable).
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
 bool cpu_has_native_bf16();
 
