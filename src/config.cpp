@@ -147,8 +147,23 @@ bool parse_bool(const std::string& key, const std::string& text, const std::stri
   throw ConfigError(fmt::format("{}: key '{}' expects true or false, got '{}'", origin, key, text));
 }
 
-void require(bool ok, const std::string& message) {
-  if (!ok) throw ConfigError(message);
+void require(bool ok, std::vector<std::string> keys, const std::string& message) {
+  if (!ok) throw ConfigError(message, std::move(keys));
+}
+
+// "a.yaml:3: " for keys set in one place, "a.yaml:3 (n_embd), command line (n_head): " for
+// several; empty where every key kept its default.
+std::string origins_prefix(const std::vector<std::string>& keys, const KeyOrigins& origins) {
+  std::vector<std::pair<std::string, std::string>> set;  // key, origin
+  for (const auto& key : keys) {
+    if (auto it = origins.find(key); it != origins.end()) set.emplace_back(key, it->second);
+  }
+  if (set.empty()) return "";
+  const bool one_place = std::all_of(set.begin(), set.end(), [&](const auto& s) { return s.second == set[0].second; });
+  if (one_place) return set[0].second + ": ";
+  std::string prefix;
+  for (const auto& [key, origin] : set) prefix += fmt::format("{}{} ({})", prefix.empty() ? "" : ", ", origin, key);
+  return prefix + ": ";
 }
 
 }  // namespace
@@ -216,7 +231,7 @@ void set_config_value(TrainConfig& config, const std::string& key, const std::st
       spec->field);
 }
 
-void apply_yaml_file(TrainConfig& config, const std::string& path) {
+void apply_yaml_file(TrainConfig& config, const std::string& path, KeyOrigins* origins) {
   if (!std::filesystem::is_regular_file(path)) {
     throw ConfigError(fmt::format("config file '{}' does not exist or is not a file", path));
   }
@@ -252,22 +267,24 @@ void apply_yaml_file(TrainConfig& config, const std::string& path) {
                                     text));
     }
     set_config_value(config, key, text, origin);
+    if (origins != nullptr) (*origins)[key] = origin;
   }
 }
 
-void apply_overrides(TrainConfig& config, const std::vector<std::string>& args) {
+void apply_overrides(TrainConfig& config, const std::vector<std::string>& args, KeyOrigins* origins) {
   for (const auto& arg : args) {
     const auto eq = arg.find('=');
     if (arg.rfind("--", 0) != 0 || eq == std::string::npos) {
       throw ConfigError(fmt::format("override '{}' must look like --key=value", arg));
     }
     set_config_value(config, arg.substr(2, eq - 2), arg.substr(eq + 1), "command line");
+    if (origins != nullptr) (*origins)[arg.substr(2, eq - 2)] = "command line";
   }
 }
 
 void validate(const TrainConfig& c) {
   auto positive = [](const char* key, int64_t v) {
-    require(v > 0, fmt::format("config key '{}' must be a positive integer, got {}", key, v));
+    require(v > 0, {key}, fmt::format("config key '{}' must be a positive integer, got {}", key, v));
   };
   positive("n_layer", c.n_layer);
   positive("n_head", c.n_head);
@@ -278,62 +295,75 @@ void validate(const TrainConfig& c) {
   positive("eval_interval", c.eval_interval);
   positive("log_interval", c.log_interval);
   positive("eval_iters", c.eval_iters);
-  require(c.max_iters >= 0, fmt::format("config key 'max_iters' must be >= 0, got {}", c.max_iters));
-  require(c.warmup_iters >= 0, fmt::format("config key 'warmup_iters' must be >= 0, got {}", c.warmup_iters));
-  require(c.num_threads >= 0, fmt::format("config key 'num_threads' must be >= 0 (0 = all cores), got {}", c.num_threads));
-  require(c.n_embd % c.n_head == 0,
+  require(c.max_iters >= 0, {"max_iters"}, fmt::format("config key 'max_iters' must be >= 0, got {}", c.max_iters));
+  require(c.warmup_iters >= 0, {"warmup_iters"}, fmt::format("config key 'warmup_iters' must be >= 0, got {}", c.warmup_iters));
+  require(c.num_threads >= 0, {"num_threads"}, fmt::format("config key 'num_threads' must be >= 0 (0 = all cores), got {}", c.num_threads));
+  require(c.n_embd % c.n_head == 0, {"n_embd", "n_head"},
           fmt::format("n_embd ({}) must be divisible by n_head ({})", c.n_embd, c.n_head));
-  require(c.dropout >= 0.0 && c.dropout < 1.0,
+  require(c.dropout >= 0.0 && c.dropout < 1.0, {"dropout"},
           fmt::format("config key 'dropout' must be in [0, 1), got {}", c.dropout));
-  require(c.learning_rate >= 0.0, fmt::format("config key 'learning_rate' must be >= 0, got {}", c.learning_rate));
-  require(c.min_lr >= 0.0, fmt::format("config key 'min_lr' must be >= 0, got {}", c.min_lr));
-  require(c.weight_decay >= 0.0, fmt::format("config key 'weight_decay' must be >= 0, got {}", c.weight_decay));
-  require(c.grad_clip >= 0.0, fmt::format("config key 'grad_clip' must be >= 0 (0 disables), got {}", c.grad_clip));
-  require(c.beta1 >= 0.0 && c.beta1 < 1.0, fmt::format("config key 'beta1' must be in [0, 1), got {}", c.beta1));
-  require(c.beta2 >= 0.0 && c.beta2 < 1.0, fmt::format("config key 'beta2' must be in [0, 1), got {}", c.beta2));
-  require(c.mfu_peak_flops > 0.0, fmt::format("config key 'mfu_peak_flops' must be > 0, got {}", c.mfu_peak_flops));
-  require(!c.decay_lr || c.lr_decay_iters > c.warmup_iters,
+  require(c.learning_rate >= 0.0, {"learning_rate"}, fmt::format("config key 'learning_rate' must be >= 0, got {}", c.learning_rate));
+  require(c.min_lr >= 0.0, {"min_lr"}, fmt::format("config key 'min_lr' must be >= 0, got {}", c.min_lr));
+  require(c.weight_decay >= 0.0, {"weight_decay"}, fmt::format("config key 'weight_decay' must be >= 0, got {}", c.weight_decay));
+  require(c.grad_clip >= 0.0, {"grad_clip"}, fmt::format("config key 'grad_clip' must be >= 0 (0 disables), got {}", c.grad_clip));
+  require(c.beta1 >= 0.0 && c.beta1 < 1.0, {"beta1"}, fmt::format("config key 'beta1' must be in [0, 1), got {}", c.beta1));
+  require(c.beta2 >= 0.0 && c.beta2 < 1.0, {"beta2"}, fmt::format("config key 'beta2' must be in [0, 1), got {}", c.beta2));
+  require(c.mfu_peak_flops > 0.0, {"mfu_peak_flops"}, fmt::format("config key 'mfu_peak_flops' must be > 0, got {}", c.mfu_peak_flops));
+  require(!c.decay_lr || c.lr_decay_iters > c.warmup_iters, {"lr_decay_iters", "warmup_iters"},
           fmt::format("lr_decay_iters ({}) must be larger than warmup_iters ({}) when decay_lr is true",
                       c.lr_decay_iters, c.warmup_iters));
-  require(c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16",
+  require(c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16", {"dtype"},
           fmt::format("config key 'dtype' must be float32, bfloat16 or float16, got '{}'", c.dtype));
-  require(c.dtype != "float16" || c.device.rfind("cuda", 0) == 0,
+  require(c.dtype != "float16" || c.device.rfind("cuda", 0) == 0, {"dtype", "device"},
           "dtype 'float16' needs device cuda (autocast on the CPU supports bfloat16 only)");
-  require(c.cpu_memory == "keep" || c.cpu_memory == "release",
+  require(c.cpu_memory == "keep" || c.cpu_memory == "release", {"cpu_memory"},
           fmt::format("config key 'cpu_memory' must be 'keep' or 'release', got '{}'", c.cpu_memory));
-  require(c.activation_checkpointing == "none" || c.activation_checkpointing == "blocks",
+  require(c.activation_checkpointing == "none" || c.activation_checkpointing == "blocks", {"activation_checkpointing"},
           fmt::format("config key 'activation_checkpointing' must be 'none' or 'blocks', got '{}'",
                       c.activation_checkpointing));
-  require(c.checkpoint_every > 0,
+  require(c.checkpoint_every > 0, {"checkpoint_every"},
           fmt::format("config key 'checkpoint_every' must be a positive integer, got {}", c.checkpoint_every));
-  if (!c.memory_budget.empty()) parse_byte_size(c.memory_budget, "memory_budget");
-  if (!c.memory_limit.empty()) parse_byte_size(c.memory_limit, "memory_limit");
-  require(c.loss_chunk_size >= 0,
+  auto byte_size = [](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    try {
+      parse_byte_size(value, key);
+    } catch (const ConfigError& e) {
+      throw ConfigError(e.what(), {key});
+    }
+  };
+  byte_size("memory_budget", c.memory_budget);
+  byte_size("memory_limit", c.memory_limit);
+  require(c.loss_chunk_size >= 0, {"loss_chunk_size"},
           fmt::format("config key 'loss_chunk_size' must be >= 0 (0 = off), got {}", c.loss_chunk_size));
   const bool gpt2 = c.init_from == "gpt2" || c.init_from == "gpt2-medium" || c.init_from == "gpt2-large" ||
                     c.init_from == "gpt2-xl";
-  require(c.init_from == "scratch" || c.init_from == "resume" || gpt2,
+  require(c.init_from == "scratch" || c.init_from == "resume" || gpt2, {"init_from"},
           fmt::format("config key 'init_from' must be 'scratch', 'resume', 'gpt2', 'gpt2-medium', 'gpt2-large' or "
                       "'gpt2-xl', got '{}'",
                       c.init_from));
-  require(c.backend == "nccl" || c.backend == "gloo",
+  require(c.backend == "nccl" || c.backend == "gloo", {"backend"},
           fmt::format("config key 'backend' must be 'nccl' or 'gloo', got '{}'", c.backend));
-  require(c.bucket_cap_mb > 0.0, fmt::format("config key 'bucket_cap_mb' must be > 0, got {}", c.bucket_cap_mb));
+  require(c.bucket_cap_mb > 0.0, {"bucket_cap_mb"}, fmt::format("config key 'bucket_cap_mb' must be > 0, got {}", c.bucket_cap_mb));
   positive("ddp_timeout_s", c.ddp_timeout_s);
-  require(!c.out_dir.empty(), "config key 'out_dir' must not be empty");
-  require(!c.dataset.empty() || !c.data_dir.empty(), "config key 'dataset' must not be empty");
+  require(!c.out_dir.empty(), {"out_dir"}, "config key 'out_dir' must not be empty");
+  require(!c.dataset.empty() || !c.data_dir.empty(), {"dataset", "data_dir"}, "config key 'dataset' must not be empty");
   try {
     parse_device(c.device);
   } catch (const std::invalid_argument& e) {
-    throw ConfigError(std::string("config key 'device': ") + e.what());
+    throw ConfigError(std::string("config key 'device': ") + e.what(), {"device"});
   }
 }
 
 TrainConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides) {
   TrainConfig config = default_config();
-  if (!yaml_path.empty()) apply_yaml_file(config, yaml_path);
-  apply_overrides(config, overrides);
-  validate(config);
+  KeyOrigins origins;
+  if (!yaml_path.empty()) apply_yaml_file(config, yaml_path, &origins);
+  apply_overrides(config, overrides, &origins);
+  try {
+    validate(config);
+  } catch (const ConfigError& e) {
+    throw ConfigError(origins_prefix(e.keys, origins) + e.what(), e.keys);
+  }
   return config;
 }
 

@@ -121,6 +121,12 @@ expect_exit 2 "does not exist or is not a file" "$nanogpt" prepare char --input 
 expect_exit 2 "" "$nanogpt" frobnicate
 expect_exit 1 "no gpt2 weights found" "$nanogpt" train tiny.yaml --init_from=gpt2 --pretrained_dir=nowhere
 expect_exit 2 "bias: false" "$nanogpt" export --format hf --ckpt out-tiny/ckpt.pt hf-nobias
+# a config planned for CUDA on this machine keeps CUDA's backend (nanoGPT's nccl), not this machine's gloo
+"$nanogpt" memory tiny.yaml --device cuda --budget 1GiB --write fitted.yaml > /dev/null
+grep -q '^device: "cuda"' fitted.yaml && grep -q '^backend: "nccl"' fitted.yaml \
+  || fail "memory --device cuda --write: $(grep -E '^(device|backend):' fitted.yaml)"
+expect_exit 2 "tiny.yaml:6 (n_embd), command line (n_head): n_embd (32) must be divisible by n_head (3)" \
+  "$nanogpt" train tiny.yaml --n_head=3
 printf "batch_size = len('ab')\n" > bad_config.py
 expect_exit 2 "bad_config.py:1: 'len' is not a literal" "$nanogpt" config import bad_config.py
 echo "cli end to end: ok"

@@ -114,6 +114,20 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("dataset: caf\xe9\n"), "key 'dataset' holds invalid UTF-8 at byte 3; expected text"));
 }
 
+// A value check names where the value was set: the file and line, or the command line.
+TEST(Config, ValueErrorsStartWithWhereTheKeyWasSet) {
+  const std::string yaml = "n_layer: 2\nn_head: 5\ndropout: 1.5\n";
+  EXPECT_TRUE(contains(error_of(yaml, {"--n_head=4"}), "c.yaml:3: config key 'dropout' must be in [0, 1), got 1.5"));
+  EXPECT_TRUE(contains(error_of(yaml, {"--n_head=4", "--dropout=2"}), "command line: config key 'dropout' must be in [0, 1), got 2"));
+  // two keys set in two places; the default n_embd (768) is not listed
+  const std::string both = error_of(yaml + "n_embd: 64\n", {"--dropout=0"});
+  EXPECT_NE(both.find("c.yaml:4 (n_embd), "), std::string::npos) << both;
+  EXPECT_NE(both.find("c.yaml:2 (n_head): n_embd (64) must be divisible by n_head (5)"), std::string::npos) << both;
+  EXPECT_EQ(error_of("", {"--n_head=5"}).rfind("command line: n_embd (768) must be divisible by n_head (5)", 0), 0u)
+      << error_of("", {"--n_head=5"});
+  EXPECT_TRUE(contains(error_of("memory_limit: 12XB\n"), "c.yaml:1: 'memory_limit' expects a positive size"));
+}
+
 TEST(Config, MissingConfigFileIsNamed) {
   try {
     load_config("/nonexistent/x.yaml", {});

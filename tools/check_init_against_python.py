@@ -139,7 +139,9 @@ def compare(python_weights, port_weights):
             mismatches += 1
         else:
             print(f"equal    {name}")
-    extra = sorted(set(port_weights) - set(python_weights) - {"lm_head.weight"})
+    # the causal masks are buffers that nanoGPT's model.py registers too (torch < 2.0), not parameters
+    extra = sorted(name for name in set(port_weights) - set(python_weights) - {"lm_head.weight"}
+                   if not name.endswith((".attn.bias", ".attn.masked_bias")))
     for name in extra:
         print(f"EXTRA    {name} (not a nanoGPT parameter)")
     print(f"{len(python_weights) - mismatches} of {len(python_weights)} tensors bit-identical"

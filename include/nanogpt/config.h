@@ -2,6 +2,7 @@
 // Every setting of nanoGPT's train.py, with its default, type and checks; YAML
 // loading and `--key=value` overrides in the manner of nanoGPT's configurator.py.
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -10,10 +11,17 @@
 
 namespace nanogpt {
 
-// A bad config file, key or value. The message names it and says what was expected.
+// A bad config file, key or value. The message names it and says what was expected; `keys`
+// are the keys a value check is about (load_config prefixes where they were set).
 struct ConfigError : std::runtime_error {
   using std::runtime_error::runtime_error;
+  ConfigError(const std::string& message, std::vector<std::string> keys)
+      : std::runtime_error(message), keys(std::move(keys)) {}
+  std::vector<std::string> keys;
 };
+
+// Where each key was last set: "path:line" of a YAML file or "command line".
+using KeyOrigins = std::map<std::string, std::string>;
 
 struct TrainConfig {
   // I/O
@@ -94,16 +102,18 @@ const std::vector<std::string>& config_keys();
 void set_config_value(TrainConfig& config, const std::string& key, const std::string& value,
                       const std::string& origin);
 
-// Apply a YAML file (a mapping of keys to scalars) on top of `config`.
-void apply_yaml_file(TrainConfig& config, const std::string& path);
+// Apply a YAML file (a mapping of keys to scalars) on top of `config`, noting in `origins`
+// (when given) the line that set each key.
+void apply_yaml_file(TrainConfig& config, const std::string& path, KeyOrigins* origins = nullptr);
 
 // Apply `--key=value` arguments on top of `config`.
-void apply_overrides(TrainConfig& config, const std::vector<std::string>& args);
+void apply_overrides(TrainConfig& config, const std::vector<std::string>& args, KeyOrigins* origins = nullptr);
 
-// Check sizes, ranges and names; throws ConfigError naming the key.
+// Check sizes, ranges and names; throws ConfigError naming the key (and listing it in `keys`).
 void validate(const TrainConfig& config);
 
-// Defaults, then the YAML file (if any), then the overrides, then validation.
+// Defaults, then the YAML file (if any), then the overrides, then validation, whose errors
+// start with where the offending keys were set ("config.yaml:12: ...").
 TrainConfig load_config(const std::string& yaml_path, const std::vector<std::string>& overrides);
 
 nlohmann::json to_json(const TrainConfig& config);

@@ -15,7 +15,7 @@ void add_export_command(CLI::App& app) {
   auto dest = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand(
       "export", "Write a checkpoint as a Hugging Face GPT2LMHeadModel folder (config.json + model.safetensors), "
-                "for transformers and llama.cpp's converter: nanogpt export --format hf OUT_DIR");
+                "for transformers and llama.cpp's converter: nanogpt export --format hf [--ckpt OUT_DIR/ckpt.pt] DIR");
   cmd->add_option("--format", *format, "output format (hf)")->capture_default_str();
   cmd->add_option("--ckpt", *checkpoint, "the checkpoint to export")->capture_default_str();
   cmd->add_option("dir", *dest, "folder to write")->required();

@@ -63,10 +63,13 @@ std::pair<TrainConfig, std::string> load_for_device(const MemoryOptions& o, std:
     return a;
   }());
   if (cuda) {
-    TrainConfig dtype_only = default_config();
-    if (!o.config_path.empty()) apply_yaml_file(dtype_only, o.config_path);
-    apply_overrides(dtype_only, args);
-    config.dtype = dtype_only.dtype;
+    // dtype and backend as the config gives them on a GPU machine: nanoGPT's defaults under
+    // the file and overrides (default_config() would put this machine's gloo for nccl)
+    TrainConfig as_given;
+    if (!o.config_path.empty()) apply_yaml_file(as_given, o.config_path);
+    apply_overrides(as_given, args);
+    config.dtype = as_given.dtype;
+    config.backend = as_given.backend;
   }
   config.device = device;
   return {config, device};

@@ -51,7 +51,7 @@ void add_common_options(CLI::App* cmd, TokenizeOptions& o) {
 
 void add_tokenize_command(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
-  auto* cmd = app.add_subcommand("tokenize", "GPT-2 BPE (tiktoken's gpt2 encoding): encode, decode, benchmark");
+  auto* cmd = app.add_subcommand("tokenize", "GPT-2 BPE (tiktoken's gpt2 encoding): encode, decode, bench");
   cmd->require_subcommand(1);
 
   auto* encode = cmd->add_subcommand("encode", "Print the token ids of a UTF-8 file or stdin");

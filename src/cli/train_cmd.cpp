@@ -17,7 +17,7 @@ void request_stop(int) { stop_requested.store(true); }
 }  // namespace
 
 void add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a GPT (nanoGPT's train.py): nanogpt train CONFIG.yaml [--key=value ...]");
+  auto* cmd = app.add_subcommand("train", "Train a GPT (nanoGPT's train.py): nanogpt train [CONFIG.yaml] [--key=value ...]");
   cmd->allow_extras();
   cmd->prefix_command(false);
   auto config_path = std::make_shared<std::string>();
