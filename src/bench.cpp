@@ -3,13 +3,17 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 
 #include "nanogpt/compat.h"
 #include "nanogpt/data.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/float_products.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
@@ -63,6 +67,13 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
                   const std::function<void(const std::string&)>& print) {
   if (options.burn_in_steps < 0 || options.timed_steps < 1) {
     throw std::invalid_argument("bench needs --burn-in >= 0 and --steps >= 1");
+  }
+  if (!options.profile_path.empty()) {
+    // LibTorch's profiler only logs a file it cannot open: find out before the steps run
+    std::ofstream probe(options.profile_path, std::ios::app);
+    if (!probe) {
+      throw IoError(fmt::format("cannot write the profile '{}': {}", options.profile_path, std::strerror(errno)));
+    }
   }
   const at::Device device = parse_device(config.device);
   at::set_num_threads(config.num_threads > 0 ? static_cast<int>(config.num_threads) : hardware_threads());

@@ -25,8 +25,9 @@ void commit_file(const std::string& tmp_path, const std::string& path) {
   }
   std::filesystem::rename(tmp_path, path, ec);
   if (ec) {
+    const std::string reason = ec.message();  // before remove() reuses ec
     std::filesystem::remove(tmp_path, ec);
-    throw IoError(fmt::format("cannot move '{}' into place: {}", path, ec.message()));
+    throw IoError(fmt::format("cannot move '{}' into place: {}", path, reason));
   }
   // the rename itself survives a power loss only once the folder is synced too
   const std::filesystem::path folder = std::filesystem::path(path).parent_path();
@@ -66,6 +67,7 @@ void write_file_atomically(const std::string& path, const std::function<void(std
 }
 
 std::string read_file(const std::string& path) {
+  if (std::filesystem::is_directory(path)) throw IoError(fmt::format("cannot read '{}': it is a folder", path));
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
   std::ostringstream ss;

@@ -168,7 +168,8 @@ void limit_device_memory(const at::Device& device, int64_t bytes) {
 
 bool is_out_of_memory(const std::exception& error) {
   return dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr ||
-         std::string(error.what()).find("not enough memory") != std::string::npos;
+         std::string(error.what()).find("not enough memory") != std::string::npos ||
+         std::string(error.what()).find("can't allocate memory") != std::string::npos;  // c10::alloc_cpu's
 }
 
 void release_cached_memory(const at::Device& device) {

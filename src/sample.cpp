@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -19,7 +20,7 @@ namespace nanogpt {
 namespace fs = std::filesystem;
 
 void sample(const SampleOptions& options, const std::function<void(const std::string&)>& emit) {
-  if (options.temperature <= 0.0) {
+  if (!(options.temperature > 0.0) || !std::isfinite(options.temperature)) {  // NaN fails the first test
     throw std::invalid_argument(fmt::format("--temperature must be > 0, got {}", options.temperature));
   }
   if (options.top_k && *options.top_k <= 0) {
@@ -61,6 +62,23 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
     }
   }
   const std::optional<DatasetMeta> meta = data_dir.empty() ? std::nullopt : read_dataset_meta(data_dir);
+  if (!data_dir.empty() && !meta) {
+    // sample.py then assumes GPT-2 BPE; a model with fewer ids than GPT-2 was not trained on it
+    if (!options.data_dir.empty()) {
+      throw std::invalid_argument(fmt::format("--data_dir '{}' has no meta.json or meta.pkl", data_dir));
+    }
+    if (model->config.vocab_size < 50257) {
+      throw TokenizerError(fmt::format(
+          "no meta.json or meta.pkl in '{}' (the dataset folder of the checkpoint's config, relative to the current "
+          "folder), and the model's {} ids are too few for GPT-2 BPE: pass --data_dir DIR",
+          data_dir, model->config.vocab_size));
+    }
+  }
+  if (meta && meta->tokenizer == "char" && meta->vocab_size != model->config.vocab_size) {
+    throw TokenizerError(fmt::format("'{}' has a vocabulary of {} characters but the model has {} ids: is it the "
+                                     "dataset the model was trained on?",
+                                     data_dir, meta->vocab_size, model->config.vocab_size));
+  }
   std::function<std::vector<int64_t>(const std::string&)> encode;
   std::function<std::string(const std::vector<int64_t>&)> decode;
   if (meta && meta->tokenizer == "char") {
@@ -91,10 +109,15 @@ void sample(const SampleOptions& options, const std::function<void(const std::st
                                      data_dir));
   }
 
-  std::string start = options.start;
-  if (start.rfind("FILE:", 0) == 0) start = read_file(start.substr(5));
-  const std::vector<int64_t> start_ids = encode(start);
-  if (start_ids.empty()) throw std::invalid_argument("--start must not be empty");
+  const bool from_file = options.start.rfind("FILE:", 0) == 0;
+  const std::string start_name = from_file ? fmt::format("--start file '{}'", options.start.substr(5)) : "--start";
+  std::vector<int64_t> start_ids;
+  try {
+    start_ids = encode(from_file ? read_file(options.start.substr(5)) : options.start);
+  } catch (const TokenizerError& e) {
+    throw TokenizerError(fmt::format("{}: {}", start_name, e.what()));
+  }
+  if (start_ids.empty()) throw std::invalid_argument(start_name + " must not be empty");
   for (int64_t id : start_ids) {
     if (id >= model->config.vocab_size) {
       throw TokenizerError(fmt::format("--start encodes to token {}, outside the model's vocabulary of {} ids",

@@ -139,6 +139,9 @@ DatasetMeta read_meta_json(const std::string& path) {
     }
     meta.vocab_size = *checked;
     meta.tokenizer = j.value("tokenizer", std::string("char"));
+    if (meta.tokenizer != "char" && meta.tokenizer != "gpt2") {
+      throw TokenizerError(fmt::format("{}: tokenizer must be \"char\" or \"gpt2\", got \"{}\"", path, meta.tokenizer));
+    }
     if (meta.tokenizer == "char") {
       for (const auto& entry : j.at("itos")) {
         const auto cps = decode_utf8(entry.get<std::string>(), path);

@@ -4,10 +4,10 @@
 
 #include <filesystem>
 
-
 #include <fmt/format.h>
 
 #include "nanogpt/fileio.h"
+#include "zip_crc.h"
 
 namespace nanogpt {
 
@@ -31,21 +31,28 @@ TorchFile::TorchFile(const std::string& path) : path_(path) {
   std::string pickle;
   try {
     reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+    for (const auto& [name, crc] : zip_crc::recorded_crcs(path)) crcs_[name.substr(name.find('/') + 1)] = crc;
     if (!reader_->hasRecord("data.pkl")) {
       throw PickleError(fmt::format("'{}' is a zip file without data.pkl: not written by torch.save", path));
     }
     if (reader_->hasRecord("byteorder")) {
       auto [order, size] = reader_->getRecord("byteorder");
+      check_crc("byteorder", order.get(), size);
       if (std::string(static_cast<const char*>(order.get()), size) != "little") {
         throw PickleError(fmt::format("'{}' was written on a big-endian machine; that is not supported", path));
       }
     }
     auto [data, size] = reader_->getRecord("data.pkl");
+    check_crc("data.pkl", data.get(), size);
     pickle.assign(static_cast<const char*>(data.get()), size);
   } catch (const c10::Error& e) {
     throw PickleError(fmt::format("'{}' is not a readable torch.save zip file (truncated, or the legacy "
                                   "non-zip format?): {}",
                                   path, first_line(e.what())));
+  } catch (const PickleError&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // zip_crc::recorded_crcs
+    throw PickleError(e.what());
   }
   root_ = parse_torch_pickle(pickle, path + ":data.pkl", recipes_);
 }
@@ -80,6 +87,7 @@ at::Tensor TorchFile::storage(const TensorRecipe& recipe) {
     if (static_cast<int64_t>(size) != expected) {
       throw PickleError(fmt::format("{}: record '{}' holds {} bytes, its storage needs {}", path_, record, size, expected));
     }
+    check_crc(record, data.get(), size);
     auto owner = std::make_shared<at::DataPtr>(std::move(data));
     bytes = at::from_blob(owner->get(), {recipe.storage_numel}, [owner](void*) {}, at::TensorOptions(recipe.dtype));
   } catch (const c10::Error& e) {
@@ -87,6 +95,17 @@ at::Tensor TorchFile::storage(const TensorRecipe& recipe) {
   }
   storages_.emplace(recipe.storage_key, bytes);
   return bytes;
+}
+
+void TorchFile::check_crc(const std::string& record, const void* data, size_t size) const {
+  const auto recorded = crcs_.find(record);
+  if (recorded == crcs_.end()) throw PickleError(fmt::format("{}: record '{}' has no central directory entry", path_, record));
+  const uint32_t actual = zip_crc::crc32(data, size);
+  if (actual != recorded->second) {
+    throw PickleError(fmt::format("{}: record '{}' is corrupt: its CRC-32 is {:08x} where the zip recorded {:08x} "
+                                  "(a damaged copy or disk?)",
+                                  path_, record, actual, recorded->second));
+  }
 }
 
 PickleRef TorchFileWriter::tensor(const at::Tensor& tensor) {

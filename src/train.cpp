@@ -46,6 +46,7 @@ double get_lr(const TrainConfig& c, int64_t it) {
 namespace {
 
 using detail::apply_memory_plan;
+using detail::keep_previous_run;
 using detail::meta_vocab_size;
 using detail::model_args_for;
 using detail::open_split;
@@ -208,6 +209,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
 
   nlohmann::json config_json = to_json(config);
   std::optional<MetricsLog> metrics;
+  if (master_process && config.init_from != "resume") keep_previous_run(config.out_dir, print);
   if (master_process) metrics.emplace((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
 
   // The generator state before each training batch is drawn: a checkpoint stores the state

@@ -1,6 +1,7 @@
 #include "train_setup.h"
 
 #include <filesystem>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -57,6 +58,21 @@ GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>
   } else {
     print(fmt::format("Resuming training from {}", config.out_dir));
     const GPTConfig& saved = resumed.model_args;
+    // the batches are config.block_size long, the model's positions the checkpoint's
+    if (config.block_size != saved.block_size) {
+      throw ConfigError(fmt::format("block_size is {} but the checkpoint in '{}' has {}: resuming keeps the model's "
+                                    "shape, so set block_size: {}",
+                                    config.block_size, config.out_dir, saved.block_size, saved.block_size));
+    }
+    for (const auto& [key, mine, theirs] : {std::tuple{"n_layer", config.n_layer, saved.n_layer},
+                                            std::tuple{"n_head", config.n_head, saved.n_head},
+                                            std::tuple{"n_embd", config.n_embd, saved.n_embd},
+                                            std::tuple{"bias", int64_t{config.bias}, int64_t{saved.bias}}}) {
+      if (mine != theirs) {
+        print(fmt::format("note: resuming keeps the checkpoint's {} {} (the config's {} is not used, as in nanoGPT)", key,
+                          theirs, mine));
+      }
+    }
     args = {saved.block_size, saved.vocab_size, saved.n_layer, saved.n_head, saved.n_embd, config.dropout, saved.bias};
   }
   if (meta_vocab && args.vocab_size < *meta_vocab) {
@@ -64,6 +80,20 @@ GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>
                                 *meta_vocab));
   }
   return args;
+}
+
+void keep_previous_run(const std::string& out_dir, const Print& print) {
+  const fs::path dir(out_dir);
+  if (!fs::exists(dir / "ckpt.pt")) return;
+  fs::rename(dir / "ckpt.pt", dir / "ckpt.prev.pt");
+  std::string metrics_note;
+  if (fs::exists(dir / "metrics.jsonl")) {
+    fs::rename(dir / "metrics.jsonl", dir / "metrics.prev.jsonl");
+    metrics_note = " and its metrics.jsonl to metrics.prev.jsonl";
+  }
+  print(fmt::format("note: {} held the checkpoint of an earlier run: moved it to ckpt.prev.pt{} (init_from=resume "
+                    "continues a run instead)",
+                    out_dir, metrics_note));
 }
 
 void apply_memory_plan(TrainConfig& config, int64_t vocab_size, const Print& print) {

@@ -32,6 +32,11 @@ TokenFile open_split(const TrainConfig& c, const std::string& name, int64_t voca
 GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>& meta_vocab,
                          const CheckpointInfo& resumed, const std::string& pretrained_dir, const Print& print);
 
+// A run that does not resume, in an out_dir holding another run's ckpt.pt: that checkpoint
+// and its metrics.jsonl move aside to ckpt.prev.pt and metrics.prev.jsonl (one earlier run is
+// kept), so that a forgotten init_from=resume overwrites nothing.
+void keep_previous_run(const std::string& out_dir, const Print& print);
+
 // The planner's setting for memory_budget, applied before anything is allocated.
 void apply_memory_plan(TrainConfig& config, int64_t vocab_size, const Print& print);
 

@@ -16,6 +16,7 @@
 #include "nanogpt/pretrained.h"
 #include "nanogpt/torch_file.h"
 #include "test_util.h"
+#include "zip_crc.h"
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
@@ -122,6 +123,34 @@ TEST(Checkpoint, TruncatedFileIsAClearErrorAndTheOldFileSurvivesAFailedWrite) {
   EXPECT_THROW(save_checkpoint(dir / "ckpt2.pt", model, nullptr, CheckpointInfo{model->config, 6, 1.0, {}, {}}),
                std::exception);
   EXPECT_EQ(read_checkpoint_info(path).iter_num, 5);
+}
+
+TEST(Checkpoint, AFlippedBitIsFoundByTheZipsCrc) {
+  TempDir dir;
+  GPT model(GPTConfig{16, 20, 1, 2, 16, 0.0, false});
+  const std::string path = dir / "ckpt.pt";
+  save_checkpoint(path, model, nullptr, CheckpointInfo{model->config, 5, 1.0, nlohmann::json::object(), {}});
+  std::string bytes = read_file(path);
+  const at::Tensor wte = model->named_parameters()["transformer.wte.weight"].contiguous();
+  const size_t at = bytes.find(std::string(static_cast<const char*>(wte.data_ptr()), 32));
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 5] = static_cast<char>(bytes[at + 5] ^ 0x40);  // one bit of one weight: still a plausible float
+  nanogpt::testing::write_text(dir / "flipped.pt", bytes);
+  const std::string error = error_of([&] { load_model(dir / "flipped.pt"); });
+  EXPECT_NE(error.find("is corrupt: its CRC-32 is"), std::string::npos) << error;
+  EXPECT_NO_THROW(load_model(path));
+}
+
+TEST(ZipCrc, KnownValueAndContinuation) {
+  const std::string text = "123456789";
+  EXPECT_EQ(zip_crc::crc32(text.data(), text.size()), 0xCBF43926u);  // the CRC-32 check value
+  EXPECT_EQ(zip_crc::crc32(text.data() + 4, 5, zip_crc::crc32(text.data(), 4)), 0xCBF43926u);
+  EXPECT_EQ(zip_crc::crc32(text.data(), 0), 0u);
+  std::string long_text;
+  for (int i = 0; i < 1000; ++i) long_text += static_cast<char>(i * 7);
+  uint32_t bytewise = 0;
+  for (char c : long_text) bytewise = zip_crc::crc32(&c, 1, bytewise);  // the one-table path only
+  EXPECT_EQ(zip_crc::crc32(long_text.data(), long_text.size()), bytewise);
 }
 
 namespace {

@@ -20,8 +20,9 @@ namespace nanogpt {
 
 class TorchFile {
  public:
-  // Reads data.pkl; storages are read when a tensor is first asked for. Throws PickleError
-  // naming `path` for anything malformed, truncated or not allowed.
+  // Reads data.pkl; storages are read when a tensor is first asked for. Every record read is
+  // checked against the CRC-32 the zip recorded for it. Throws PickleError naming `path` for
+  // anything malformed, truncated, corrupt or not allowed.
   explicit TorchFile(const std::string& path);
   ~TorchFile();
   TorchFile(TorchFile&&) noexcept;
@@ -34,9 +35,12 @@ class TorchFile {
 
  private:
   at::Tensor storage(const TensorRecipe& recipe);
+  // Throws PickleError unless the bytes of `record` match the CRC-32 the zip holds for it.
+  void check_crc(const std::string& record, const void* data, size_t size) const;
 
   std::string path_;
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader_;
+  std::map<std::string, uint32_t> crcs_;  // record name (without the archive's folder) -> CRC-32
   PickleRef root_;
   std::vector<TensorRecipe> recipes_;  // indexed by PickleValue::handle
   std::unordered_map<std::string, at::Tensor> storages_;

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/bench.h"
 #include "nanogpt/config.h"
 
@@ -39,7 +40,7 @@ void add_bench_command(CLI::App& app) {
                                 {"synthetic_data", r.synthetic_data}, {"peak_tensor_bytes", r.peak_tensor_bytes},
                                 {"peak_reserved_bytes", r.peak_reserved_bytes}, {"peak_rss_bytes", r.peak_rss_bytes},
                                 {"device", config.device},          {"dtype", config.dtype}};
-      std::ofstream(*json_path) << j.dump(1) << "\n";
+      write_file_atomically(*json_path, [&](std::ostream& out) { out << j.dump(1) << "\n"; });
     }
   });
 }

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/adamw_check.h"
 #include "nanogpt/compat.h"
 
@@ -38,7 +39,7 @@ void add_check_adamw_command(CLI::App& app) {
                                 {"update_error", r.update_error}, {"moment_error", r.moment_error},
                                 {"same_step_counts", r.same_step_counts}, {"tolerance", r.tolerance},
                                 {"passed", r.passed}};
-      std::ofstream(*json_path) << j.dump(1) << "\n";
+      write_file_atomically(*json_path, [&](std::ostream& out) { out << j.dump(1) << "\n"; });
     }
     if (!r.passed) {
       throw std::runtime_error(fmt::format("FusedAdamW on {} differs from LibTorch's AdamW beyond {:.0e}", r.device,

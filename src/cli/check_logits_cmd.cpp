@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/config.h"
 #include "nanogpt/logits_check.h"
 
@@ -44,7 +45,7 @@ void add_check_logits_command(CLI::App& app) {
                                 {"reference_loss", r.reference_loss},
                                 {"tolerance", r.tolerance},
                                 {"passed", r.passed}};
-      std::ofstream(*json_path) << j.dump(1) << "\n";
+      write_file_atomically(*json_path, [&](std::ostream& out) { out << j.dump(1) << "\n"; });
     }
     if (!r.passed) {
       throw std::runtime_error(fmt::format("relative error {:.3e} of {} exceeds the tolerance {:.1e}", r.relative_error,

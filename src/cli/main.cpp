@@ -7,6 +7,8 @@
 #include <set>
 #include <string>
 
+#include <c10/util/Exception.h>
+
 #include "commands.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/config.h"
@@ -67,6 +69,9 @@ int main(int argc, char** argv) {
   } catch (const std::invalid_argument& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 2;
+  } catch (const c10::Error& e) {  // LibTorch's own: its message without the C++ backtrace
+    std::cerr << "error: " << e.what_without_backtrace() << std::endl;
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << std::endl;
     return 1;

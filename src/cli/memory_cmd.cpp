@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "nanogpt/fileio.h"
 #include "nanogpt/config.h"
 #include "nanogpt/memory_plan.h"
 #include "nanogpt/memory_stats.h"
@@ -141,10 +142,10 @@ void add_memory_command(CLI::App& app) {
                                format_bytes(plan.estimate.total_bytes), format_bytes(budget),
                                r.batch_size * r.gradient_accumulation_steps);
       if (!o->write_path.empty()) {
-        std::ofstream out(o->write_path);
-        if (!out) throw std::runtime_error("cannot write '" + o->write_path + "'");
-        out << "# written by: nanogpt memory --budget " << o->budget << " --device " << device_name << "\n"
-            << to_yaml(r);
+        write_file_atomically(o->write_path, [&](std::ostream& out) {
+          out << "# written by: nanogpt memory --budget " << o->budget << " --device " << device_name << "\n"
+              << to_yaml(r);
+        });
         std::cout << "wrote " << o->write_path << "\n";
       }
     }

@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include <fmt/format.h>
+
 #include "commands.h"
 #include "nanogpt/compat.h"
 #include "nanogpt/pretokenize.h"
@@ -34,6 +36,7 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--num_threads", options->num_threads, "CPU threads (0: all)")->capture_default_str();
   cmd->add_flag("!--no_kv_cache", options->use_kv_cache, "recompute the whole context at each step, like nanoGPT");
   cmd->callback([options, top_k] {
+    if (*top_k < 0) throw UsageError(fmt::format("--top_k must be >= 0 (0: all tokens), got {}", *top_k));
     options->top_k = *top_k > 0 ? std::optional<int64_t>(*top_k) : std::nullopt;
     const bool terminal = ::isatty(STDOUT_FILENO) != 0;  // a file gets the exact bytes
     sample(*options, [terminal](const std::string& text) {
