@@ -183,6 +183,7 @@ int64_t parse_byte_size(const std::string& text, const std::string& key) {
       {"KB", 1e3},      {"MB", 1e6},       {"GB", 1e9},     {"TB", 1e12}};
   for (const auto& [name, scale] : units) {
     if (end != text.c_str() && unit == name && number > 0 && std::isfinite(number)) {
+      if (number * scale >= 9.2e18) break;  // past int64: no memory is that large
       return static_cast<int64_t>(number * scale);
     }
   }
@@ -237,7 +238,11 @@ void apply_yaml_file(TrainConfig& config, const std::string& path, KeyOrigins* o
   }
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
+    const std::vector<YAML::Node> documents = YAML::LoadAllFromFile(path);
+    if (documents.size() > 1) {
+      throw ConfigError(fmt::format("{}: holds {} YAML documents (separated by ---); expected one", path, documents.size()));
+    }
+    if (!documents.empty()) root = documents[0];
   } catch (const YAML::Exception& e) {
     throw ConfigError(fmt::format("{}:{}:{}: YAML syntax error: {}", path, e.mark.line + 1,
                                   e.mark.column + 1, e.msg));
@@ -246,6 +251,7 @@ void apply_yaml_file(TrainConfig& config, const std::string& path, KeyOrigins* o
   if (!root.IsMap()) {
     throw ConfigError(fmt::format("{}: expected a mapping of config keys to values", path));
   }
+  KeyOrigins seen;  // this file's keys: a key given twice is a mistake, as in a Python config
   for (const auto& item : root) {
     if (!item.first.IsScalar()) {  // "? [a, b]: 1" and other complex keys
       throw ConfigError(fmt::format("{}:{}: expected a config key name, got a list or mapping as a key", path,
@@ -253,6 +259,14 @@ void apply_yaml_file(TrainConfig& config, const std::string& path, KeyOrigins* o
     }
     const std::string key = item.first.Scalar();
     const std::string origin = fmt::format("{}:{}", path, item.first.Mark().line + 1);
+    if (const auto before = seen.find(key); before != seen.end()) {
+      throw ConfigError(fmt::format("{}: key '{}' is set twice (first at {})", origin, key, before->second));
+    }
+    seen[key] = origin;
+    if (item.second.IsNull() && item.second.Tag() != "!") {  // "batch_size:" with nothing after it
+      if (find_key(key) == nullptr) unknown_key(key, origin);
+      throw ConfigError(fmt::format("{}: key '{}' has no value", origin, key));
+    }
     if (!item.second.IsScalar()) {
       if (find_key(key) == nullptr) unknown_key(key, origin);
       throw ConfigError(fmt::format("{}: key '{}' expects a single value, not a list or mapping", origin, key));

@@ -58,6 +58,14 @@ grep -q "(OMP_WAIT_POLICY=active)" policy.log || fail "the user's wait policy wa
 
 "$nanogpt" train tiny.yaml --init_from=resume > resume.log
 grep -q "Resuming training from out-tiny" resume.log || fail "resume"
+expect_exit 2 "block_size is 16 but the checkpoint in 'out-tiny' has 32" "$nanogpt" train tiny.yaml --init_from=resume --block_size=16
+
+# a fresh run in that out_dir moves the earlier run's checkpoint and metrics aside, not over
+cp out-tiny/ckpt.pt earlier.pt
+"$nanogpt" train tiny.yaml --max_iters=10 > fresh.log
+grep -q "moved it to ckpt.prev.pt and its metrics.jsonl to metrics.prev.jsonl" fresh.log || fail "fresh run: $(head -12 fresh.log)"
+cmp -s earlier.pt out-tiny/ckpt.prev.pt || fail "ckpt.prev.pt is not the earlier run's checkpoint"
+[ -s out-tiny/metrics.prev.jsonl ] && [ -f out-tiny/ckpt.pt ] || fail "after a fresh run: $(ls out-tiny)"
 grep -q "^iter 30: loss" resume.log || fail "resume did not reach 30"
 grep -q "^iter 20: loss" resume.log || fail "resume did not restart at 20"
 
@@ -118,7 +126,14 @@ expect_exit 1 "data/none/train.bin' does not exist" "$nanogpt" train tiny.yaml -
 expect_exit 1 "checkpoint 'nowhere/ckpt.pt' does not exist" "$nanogpt" sample --out_dir=nowhere
 expect_exit 2 "temperature must be > 0" "$nanogpt" sample --out_dir=out-tiny --temperature=0
 expect_exit 2 "does not exist or is not a file" "$nanogpt" prepare char --input nothere.txt --out-dir x
-expect_exit 2 "" "$nanogpt" frobnicate
+expect_exit 2 "unknown subcommand 'frobnicate'" "$nanogpt" frobnicate
+expect_exit 2 "temperature must be > 0, got nan" "$nanogpt" sample --out_dir=out-tiny --temperature=nan
+expect_exit 2 "top_k must be >= 0" "$nanogpt" sample --out_dir=out-tiny --top_k=-1
+expect_exit 2 "--data_dir 'nowhere' has no meta.json or meta.pkl" "$nanogpt" sample --out_dir=out-tiny --data_dir=nowhere
+expect_exit 2 "peak-flops: expected a number in (0, inf), got '-1'" "$nanogpt" bench tiny.yaml --peak-flops=-1
+expect_exit 1 "cannot write the profile 'nowhere/p.json'" "$nanogpt" bench tiny.yaml --profile nowhere/p.json
+expect_exit 1 "cannot create 'nowhere/f.yaml.tmp'" "$nanogpt" memory tiny.yaml --budget 1GiB --write nowhere/f.yaml
+expect_exit 1 "cannot create out_dir 'tiny.yaml'" "$nanogpt" train tiny.yaml --out_dir=tiny.yaml
 expect_exit 1 "no gpt2 weights found" "$nanogpt" train tiny.yaml --init_from=gpt2 --pretrained_dir=nowhere
 expect_exit 2 "bias: false" "$nanogpt" export --format hf --ckpt out-tiny/ckpt.pt hf-nobias
 # a config planned for CUDA on this machine keeps CUDA's backend (nanoGPT's nccl), not this machine's gloo

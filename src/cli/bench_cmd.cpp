@@ -23,7 +23,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--burn-in", options->burn_in_steps, "untimed steps first")->capture_default_str();
   cmd->add_option("--steps", options->timed_steps, "timed steps")->capture_default_str();
   cmd->add_flag("--synthetic", options->synthetic_data, "random tokens instead of the dataset's train.bin");
-  cmd->add_option("--peak-flops", *peak_flops, "MFU denominator in FLOP/s (default: A100/H100/H200 table, or a CPU matmul probe)");
+  cmd->add_option("--peak-flops", *peak_flops, "MFU denominator in FLOP/s (default: A100/H100/H200 table, or a CPU matmul probe)")
+      ->check(number_in(0, false));
   cmd->add_option("--profile", options->profile_path, "write a Chrome trace of the timed steps to this file");
   cmd->add_option("--json", *json_path, "also write the results to this JSON file");
   cmd->footer("Any config key can be overridden with --key=value, e.g. --batch_size=4 --gradient_accumulation_steps=1.\n"

@@ -23,8 +23,11 @@ void add_check_logits_command(CLI::App& app) {
   cmd->add_option("config", *config_path, "YAML config (keys of nanoGPT's train.py); optional");
   cmd->add_option("--ckpt", options->checkpoint_path, "weights from this ckpt.pt (default: the config's seeded initialisation)");
   cmd->add_option("--batch-size", options->batch_size, "sequences of block_size random tokens")->capture_default_str();
-  cmd->add_option("--vocab-size", options->vocab_size, "vocabulary without --ckpt")->capture_default_str();
-  cmd->add_option("--tolerance", *tolerance, "largest relative error that passes (default: 5e-2 bfloat16, 1e-2 float16, 1e-3 float32)");
+  cmd->add_option("--vocab-size", options->vocab_size, "vocabulary without --ckpt")
+      ->capture_default_str()
+      ->check(number_in(1, true));
+  cmd->add_option("--tolerance", *tolerance, "largest relative error that passes (default: 5e-2 bfloat16, 1e-2 float16, 1e-3 float32)")
+      ->check(number_in(0, false));
   cmd->add_option("--json", *json_path, "also write the results to this JSON file");
   cmd->footer("Exits 1 when the relative error exceeds the tolerance. Example:\n"
               "  nanogpt check-logits --device=cuda --dtype=bfloat16 --n_layer=6 --n_head=6 --n_embd=384 --block_size=256");

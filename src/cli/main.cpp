@@ -56,6 +56,12 @@ int main(int argc, char** argv) {
   nanogpt::cli::add_tokenize_command(app);
   nanogpt::cli::add_check_logits_command(app);
   nanogpt::cli::add_check_adamw_command(app);
+  const std::string first = argc >= 2 ? argv[1] : "";
+  if (!first.empty() && first[0] != '-' &&
+      app.get_subcommands([&](const CLI::App* sub) { return sub->check_name(first); }).empty()) {
+    std::cerr << "error: unknown subcommand '" << argv[1] << "' (see nanogpt --help)" << std::endl;
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -103,11 +103,13 @@ void add_memory_command(CLI::App& app) {
                   "device whose memory to model (cpu, cuda); overrides the config's device key, which is not "
                   "checked against this build");
   cmd->add_option("--write", o->write_path, "with --budget: write the config with the recommended setting here");
-  cmd->add_option("--vocab-size", o->vocab_size, "vocabulary size (default: the dataset's meta.json, else 50304)");
+  cmd->add_option("--vocab-size", o->vocab_size, "vocabulary size (default: the dataset's meta.json, else 50304)")
+      ->check(number_in(1, true));
   cmd->add_flag("--measure", o->measure, "run one real optimizer step on the CPU and print its measured peak");
   cmd->footer("Any config key can be overridden with --key=value. See docs/memory.md.");
   cmd->callback([cmd, o] {
     if (!o->write_path.empty() && o->budget.empty()) throw UsageError("--write needs --budget");
+    if (!o->budget.empty()) parse_byte_size(o->budget, "--budget");  // before the table, not after it
     auto [config, device_name] = load_for_device(*o, cmd->remaining());
     const MemoryDevice device = memory_device_from_name(device_name);
     const int64_t vocab = resolve_vocab_size(config, o->vocab_size);

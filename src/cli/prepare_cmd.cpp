@@ -40,11 +40,14 @@ void add_gpt2_command(CLI::App* cmd) {
   gpt2->add_option("--input", options->inputs, "UTF-8 text files: one text, or one document each")->required();
   gpt2->add_option("--out-dir", options->out_dir, "dataset folder to write")->required();
   gpt2->add_option("--val-fraction", options->val_fraction,
-                   "share of characters (one text, default 0.1) or documents (default 0.0005) for val.bin");
+                   "share of characters (one text, default 0.1) or documents (default 0.0005) for val.bin")
+      ->check(number_in(0, false, 1));
   gpt2->add_option("--doc-separator", *separator,
                    "split each file into documents at this text (\\n, \\t escapes), e.g. '\\n\\n\\n'");
   gpt2->add_option("--seed", options->seed, "seed of the document split")->capture_default_str();
-  gpt2->add_option("--threads", options->threads, "encoding threads (0: all cores)")->capture_default_str();
+  gpt2->add_option("--threads", options->threads, "encoding threads (0: all cores)")
+      ->capture_default_str()
+      ->check(number_in(0, true));
   gpt2->add_option("--vocab-dir", options->vocab_dir,
                    "folder with encoder.json and vocab.bpe (default: $NANOGPT_GPT2_VOCAB_DIR, else "
                    "~/.cache/nanogpt-cpp/gpt2, downloaded when missing)");

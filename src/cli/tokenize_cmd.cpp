@@ -59,7 +59,8 @@ void add_tokenize_command(CLI::App& app) {
   encode->add_option("--format", o->format, "text (ids on one line) or uint16 (raw little-endian, like .bin)")
       ->capture_default_str();
   encode->add_option("--threads", o->threads, "encoding threads (0: all cores); the ids are the same")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0, true));
   encode->add_option("input", o->input, "file, or - for stdin")->capture_default_str();
   add_common_options(encode, *o);
   encode->callback([o] {
@@ -92,8 +93,9 @@ void add_tokenize_command(CLI::App& app) {
 
   auto* bench = cmd->add_subcommand("bench", "Encoding throughput on files (each file one encode call)");
   bench->add_option("--threads", o->threads, "1: encode_ordinary; more: encode_ordinary_parallel (0: all cores)")
-      ->capture_default_str();
-  bench->add_option("--repeat", o->repeats, "runs; the fastest counts")->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in(0, true));
+  bench->add_option("--repeat", o->repeats, "runs; the fastest counts")->capture_default_str()->check(number_in(1, true));
   bench->add_option("inputs", o->inputs, "UTF-8 text files")->required();
   add_common_options(bench, *o);
   bench->callback([o] {
