@@ -315,7 +315,10 @@ auto reading(const std::string& path, F&& read) {
 }
 
 TorchFile open_checkpoint(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) throw CheckpointError(fmt::format("checkpoint '{}' does not exist", path));
+  if (!std::filesystem::is_regular_file(path)) {
+    throw CheckpointError(fmt::format("checkpoint '{}' {}", path,
+                                      std::filesystem::exists(path) ? "is not a file" : "does not exist"));
+  }
   return reading(path, [&] { return TorchFile(path); });
 }
 

@@ -2,6 +2,7 @@
 // characters) and data/openwebtext/prepare.py (documents, each followed by <|endoftext|>).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -233,6 +234,10 @@ PreparedGpt2Dataset prepare_gpt2_dataset(const Gpt2PrepareOptions& options) {
   if (options.inputs.empty()) throw std::invalid_argument("prepare gpt2 needs at least one --input file");
   for (const auto& path : options.inputs) {
     if (!fs::is_regular_file(path)) throw std::invalid_argument(fmt::format("--input '{}' does not exist or is not a file", path));
+  }
+  if (std::all_of(options.inputs.begin(), options.inputs.end(), [](const auto& path) { return fs::file_size(path) == 0; })) {
+    throw std::invalid_argument(fmt::format("--input '{}'{} empty: there is no text to tokenize", options.inputs[0],
+                                            options.inputs.size() > 1 ? " and the others are" : " is"));
   }
   const bool single_text = options.inputs.size() == 1 && options.doc_separator.empty();
   const double val_fraction = options.val_fraction >= 0 ? options.val_fraction : single_text ? 0.1 : 0.0005;

@@ -27,7 +27,9 @@ std::string first_line(const std::string& text) { return text.substr(0, std::min
 }  // namespace
 
 TorchFile::TorchFile(const std::string& path) : path_(path) {
-  if (!std::filesystem::is_regular_file(path)) throw PickleError(fmt::format("'{}' does not exist", path));
+  if (!std::filesystem::is_regular_file(path)) {
+    throw PickleError(fmt::format("'{}' {}", path, std::filesystem::exists(path) ? "is not a file" : "does not exist"));
+  }
   std::string pickle;
   try {
     reader_ = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);

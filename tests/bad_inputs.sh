@@ -51,6 +51,11 @@ head -c 3000 out/ckpt.pt > cut/ckpt.pt
 echo "not a checkpoint" > notzip/ckpt.pt
 printf '{' > vocab_bad/encoder.json; : > vocab_bad/vocab.bpe
 printf 'batch_size = len("ab")\n' > call_config.py
+printf 'batch_size: 4\nbatch_size: 8\n' > twice.yaml
+printf 'batch_size: 4\n---\nbatch_size: 8\n' > twodocs.yaml
+printf 'batch_size:\n' > novalue.yaml
+: > empty.txt; mkdir -p folder/ckpt.pt
+mkdir -p data/three && printf '{"vocab_size": 3, "itos": ["a", "b", "c"]}' > data/three/meta.json
 mkdir -p hugecfg; : > hugecfg/model.safetensors
 printf '{"n_layer": 1e30, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}' > hugecfg/config.json
 if [ $python_torch = 1 ]; then
@@ -70,6 +75,10 @@ save("intweights", dict(good, model={k: v.long() for k, v in good["model"].items
 save("nomodel", {k: v for k, v in good.items() if k != "model"})
 save("floatargs", dict(good, model_args=dict(good["model_args"], n_layer=1e30)))
 save("floatconfig", dict(good, config=dict(good["config"], batch_size=1e30)))
+data = bytearray(open("out/ckpt.pt", "rb").read())  # one bit of one weight flipped
+data[data.find(good["model"]["transformer.wte.weight"].numpy().tobytes()[:32]) + 5] ^= 0x10
+os.makedirs("flipped")
+open("flipped/ckpt.pt", "wb").write(data)
 PY
 fi
 
@@ -93,6 +102,9 @@ add 2 "memory_budget" - "train tiny.yaml --memory_budget=12apples"
 add 2 "config key 'activation_checkpointing' must be 'none' or 'blocks', got 'all'" - "train tiny.yaml --activation_checkpointing=all"
 add 2 "override '--max_iters' must look like --key=value" - "train tiny.yaml --max_iters"
 add 2 "config file 'missing.yaml' does not exist" - "train missing.yaml"
+add 2 "twice.yaml:2: key 'batch_size' is set twice (first at twice.yaml:1)" - "train twice.yaml"
+add 2 "twodocs.yaml: holds 2 YAML documents (separated by ---); expected one" - "train twodocs.yaml"
+add 2 "novalue.yaml:1: key 'batch_size' has no value" - "train novalue.yaml"
 add 2 "call_config.py:1: 'len' is not a literal" - "config import call_config.py"
 # token files and dataset metadata
 add 1 "token file 'data/none/train.bin' does not exist" - "train tiny.yaml --data_dir=data/none --out_dir=o1"
@@ -107,6 +119,8 @@ add 1 "data/cutpkl/meta.pkl: bad pickle at byte 20: unexpected end of data (trun
 add 1 "checkpoint 'o9/ckpt.pt' does not exist" - "train tiny.yaml --init_from=resume --out_dir=o9"
 add 1 "checkpoint 'cut/ckpt.pt' cannot be read" - "sample --out_dir=cut"
 add 1 "checkpoint 'notzip/ckpt.pt' cannot be read: 'notzip/ckpt.pt' is not a readable torch.save zip file" - "sample --out_dir=notzip"
+add 1 "is corrupt: its CRC-32 is" torch "sample --out_dir=flipped"
+add 2 "block_size is 8 but the checkpoint in 'out' has 16: resuming keeps the model's shape, so set block_size: 16" - "train tiny.yaml --init_from=resume --block_size=8"
 add 1 "global 'posix.system' is not on the allow-list; it is refused, never executed" torch "sample --out_dir=evil"
 add 1 "global 'torch.nn.modules.linear.Linear' is not on the allow-list" torch "sample --out_dir=module"
 add 1 "tensor 'transformer.wte.weight' has shape 27x16 but the model expects 27x32" torch "sample --out_dir=shape"
@@ -123,8 +137,20 @@ add 1 "vocab dir 'nowhere' has no encoder.json; expected GPT-2's encoder.json an
 add 1 "vocab_bad/encoder.json: not valid JSON" - "tokenize encode --vocab-dir vocab_bad text.txt"
 add 1 "ids.txt: 'abc' at byte offset 3 is not a token id; expected decimal ids separated by spaces" gpt2 "tokenize decode --vocab-dir $gpt2_vocab ids.txt"
 # command line
-add 2 "" - "frobnicate"
+add 2 "unknown subcommand 'frobnicate' (see nanogpt --help)" - "frobnicate"
 add 2 "temperature must be > 0" - "sample --out_dir=out --temperature=0"
+add 2 "temperature must be > 0, got nan" - "sample --out_dir=out --temperature=nan"
+add 2 "--top_k must be >= 0 (0: all tokens), got -3" - "sample --out_dir=out --top_k=-3"
+add 2 "--data_dir 'nowhere' has no meta.json or meta.pkl" - "sample --out_dir=out --data_dir=nowhere"
+add 1 "'data/three' has a vocabulary of 3 characters but the model has" - "sample --out_dir=out --data_dir=data/three"
+add 1 "cannot read 'nothere.txt': No such file or directory" - "sample --out_dir=out --start=FILE:nothere.txt"
+add 2 "--repeat: expected a number in [1, inf), got '0'" - "tokenize bench --repeat 0 text.txt"
+add 2 "--val-fraction: expected a number in (0, 1), got '-0.1'" - "prepare gpt2 --input text.txt --out-dir g --val-fraction -0.1"
+add 1 "cannot create out_dir 'tiny.yaml': Not a directory" - "train tiny.yaml --out_dir=tiny.yaml"
+add 1 "checkpoint 'folder/ckpt.pt' is not a file" - "sample --out_dir=folder"
+add 2 "--input 'empty.txt' is empty: there is no text to tokenize" - "prepare gpt2 --input empty.txt --out-dir g"
+add 1 "cannot write the profile 'nowhere/p.json'" - "bench tiny.yaml --profile nowhere/p.json"
+add 1 "cannot create 'nowhere/f.yaml.tmp'" - "memory tiny.yaml --budget 1GiB --write nowhere/f.yaml"
 add 2 "--num_samples and --max_new_tokens must be >= 0" - "sample --out_dir=out --num_samples=-1"
 add 2 "--init_from must be resume, gpt2" - "sample --init_from=gpt3"
 add 2 "does not exist or is not a file" - "prepare char --input nothere.txt --out-dir x"
