@@ -119,6 +119,9 @@ GPTConfig model_args_from_json(const nlohmann::json& j, const std::string& path)
   } catch (const nlohmann::json::exception& e) {
     fail(path, fmt::format("malformed model_args: {}", e.what()));
   }
+  if (c.n_embd % c.n_head != 0) {
+    fail(path, fmt::format("model_args n_embd ({}) must be divisible by n_head ({})", c.n_embd, c.n_head));
+  }
   return c;
 }
 

@@ -153,8 +153,10 @@ DatasetMeta read_meta_json(const std::string& path) {
       }
     }
   } catch (const nlohmann::json::exception& e) {
+    std::string why = e.what();  // "[json.exception.type_error.302] type must be string, but is number"
+    if (why.rfind("[json.exception.", 0) == 0 && why.find("] ") != std::string::npos) why = why.substr(why.find("] ") + 2);
     throw TokenizerError(fmt::format("{}: expected fields vocab_size (integer) and itos (list of characters): {}",
-                                     path, e.what()));
+                                     path, why));
   }
   if (meta.tokenizer == "char" && static_cast<int64_t>(meta.itos.size()) != meta.vocab_size) {
     throw TokenizerError(fmt::format("{}: itos has {} entries but vocab_size is {}", path, meta.itos.size(),

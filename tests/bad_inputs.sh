@@ -75,6 +75,7 @@ save("intweights", dict(good, model={k: v.long() for k, v in good["model"].items
 save("nomodel", {k: v for k, v in good.items() if k != "model"})
 save("floatargs", dict(good, model_args=dict(good["model_args"], n_layer=1e30)))
 save("floatconfig", dict(good, config=dict(good["config"], batch_size=1e30)))
+save("headsplit", dict(good, model_args=dict(good["model_args"], n_embd=17)))
 data = bytearray(open("out/ckpt.pt", "rb").read())  # one bit of one weight flipped
 data[data.find(good["model"]["transformer.wte.weight"].numpy().tobytes()[:32]) + 5] ^= 0x10
 os.makedirs("flipped")
@@ -120,6 +121,7 @@ add 1 "checkpoint 'o9/ckpt.pt' does not exist" - "train tiny.yaml --init_from=re
 add 1 "checkpoint 'cut/ckpt.pt' cannot be read" - "sample --out_dir=cut"
 add 1 "checkpoint 'notzip/ckpt.pt' cannot be read: 'notzip/ckpt.pt' is not a readable torch.save zip file" - "sample --out_dir=notzip"
 add 1 "is corrupt: its CRC-32 is" torch "sample --out_dir=flipped"
+add 1 "checkpoint 'headsplit/ckpt.pt': model_args n_embd (17) must be divisible by n_head (2)" torch "sample --out_dir=headsplit"
 add 2 "block_size is 8 but the checkpoint in 'out' has 16: resuming keeps the model's shape, so set block_size: 16" - "train tiny.yaml --init_from=resume --block_size=8"
 add 1 "global 'posix.system' is not on the allow-list; it is refused, never executed" torch "sample --out_dir=evil"
 add 1 "global 'torch.nn.modules.linear.Linear' is not on the allow-list" torch "sample --out_dir=module"

@@ -87,7 +87,14 @@ void add_tokenize_command(CLI::App& app) {
   decode->callback([o] {
     const TokenIdFormat format = token_id_format(o->format);
     const Gpt2Bpe bpe = Gpt2Bpe::load(find_gpt2_vocab_dir(o->vocab_dir));
-    const std::string bytes = bpe.decode(parse_token_ids(read_input(o->input), format, o->input == "-" ? "stdin" : o->input));
+    const std::string name = o->input == "-" ? "stdin" : o->input;
+    std::string bytes;
+    try {
+      bytes = bpe.decode(parse_token_ids(read_input(o->input), format, name));
+    } catch (const TokenizerError& e) {
+      const std::string why = e.what();
+      throw TokenizerError(why.rfind(name, 0) == 0 ? why : fmt::format("{}: {}", name, why));
+    }
     write_output(::isatty(STDOUT_FILENO) ? replace_invalid_utf8(bytes) : bytes);  // files get the exact bytes
   });
 
@@ -101,7 +108,12 @@ void add_tokenize_command(CLI::App& app) {
   bench->callback([o] {
     const Gpt2Bpe bpe = Gpt2Bpe::load(find_gpt2_vocab_dir(o->vocab_dir));
     std::vector<std::string> texts;
-    for (const auto& path : o->inputs) texts.push_back(read_file(path));
+    for (const auto& path : o->inputs) {
+      texts.push_back(read_file(path));
+      if (const size_t bad = first_invalid_utf8(texts.back()); bad != std::string::npos) {
+        throw TokenizerError(fmt::format("{}: invalid UTF-8 at byte offset {}", path, bad));
+      }
+    }
     const int threads = thread_count(o->threads);
     const EncodeBenchmark result = benchmark_encoding(bpe, texts, threads, o->repeats);
     fmt::print("{} files, {} bytes, {} tokens, {} thread{}, best of {}: {:.3f} s, {:.2f} MB/s\n", texts.size(),
