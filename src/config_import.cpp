@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <map>
 #include <sstream>
 #include <variant>
 #include <vector>
@@ -224,7 +225,8 @@ std::string scalar_text(const Value& v) {
 }  // namespace
 
 std::string import_python_config(const std::string& python_text, const std::string& origin) {
-  std::ostringstream yaml;
+  std::vector<std::string> yaml_lines;
+  std::map<std::string, size_t> line_of_key;  // a key assigned again: Python keeps the last value
   TrainConfig checked = default_config();
   std::istringstream lines(python_text);
   int line_number = 0;
@@ -235,11 +237,11 @@ std::string import_python_config(const std::string& python_text, const std::stri
     const std::string code = trim(raw.substr(0, hash));
     const std::string comment = hash == std::string::npos ? "" : trim(raw.substr(hash));
     if (code.empty()) {
-      yaml << comment << "\n";
+      yaml_lines.push_back(comment);
       continue;
     }
     if (code.rfind("import ", 0) == 0 || code.rfind("from ", 0) == 0) {
-      yaml << "# (" << code << ": not needed in YAML)\n";
+      yaml_lines.push_back("# (" + code + ": not needed in YAML)");
       continue;
     }
     const size_t eq = code.find('=');
@@ -256,9 +258,15 @@ std::string import_python_config(const std::string& python_text, const std::stri
     set_config_value(checked, key, scalar_text(value), where);
     const std::string text = std::holds_alternative<std::string>(value) ? nlohmann::json(std::get<std::string>(value)).dump()
                                                                         : scalar_text(value);
-    yaml << key << ": " << text << (comment.empty() ? "" : "  " + comment) << "\n";
+    if (const auto earlier = line_of_key.find(key); earlier != line_of_key.end()) {
+      yaml_lines[earlier->second] = fmt::format("# {}  (assigned again at {})", yaml_lines[earlier->second], where);
+    }
+    line_of_key[key] = yaml_lines.size();
+    yaml_lines.push_back(key + ": " + text + (comment.empty() ? "" : "  " + comment));
   }
-  return yaml.str();
+  std::string yaml;
+  for (const auto& line : yaml_lines) yaml += line + "\n";
+  return yaml;
 }
 
 }  // namespace nanogpt

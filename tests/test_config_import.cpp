@@ -68,6 +68,17 @@ TEST(ConfigImport, LiteralsArithmeticAndComments) {
   EXPECT_DOUBLE_EQ(c.beta2, 0.99);
 }
 
+// Python keeps the last assignment; the YAML (which refuses a key twice) keeps the earlier
+// one as a comment.
+TEST(ConfigImport, AKeyAssignedAgainKeepsTheLastValue) {
+  const std::string python = "batch_size = 4  # first\nn_layer = 2\nbatch_size = 8\n";
+  const std::string yaml = import_python_config(python, "c.py");
+  EXPECT_NE(yaml.find("# batch_size: 4  # first  (assigned again at c.py:3)\n"), std::string::npos) << yaml;
+  const TrainConfig c = imported(python);
+  EXPECT_EQ(c.batch_size, 8);
+  EXPECT_EQ(c.n_layer, 2);
+}
+
 TEST(ConfigImport, AnythingElseIsAnErrorNamingTheLine) {
   EXPECT_EQ(import_error("batch_size = 4\nwandb_run_name = 'ft-' + str(time.time())\n"),
             "c.py:2: 'str' is not a literal; only literals (numbers, strings, True/False) and arithmetic on them can "
