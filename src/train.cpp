@@ -214,8 +214,10 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
 
   nlohmann::json config_json = to_json(config);
   std::optional<MetricsLog> metrics;
-  if (master_process && config.init_from != "resume") keep_previous_run(config.out_dir, print);
-  if (master_process) metrics.emplace((fs::path(config.out_dir) / "metrics.jsonl").string(), config.init_from == "resume");
+  // an eval_only run writes no checkpoint: it leaves out_dir's as it is and adds to its metrics
+  const bool continues = config.init_from == "resume" || config.eval_only;
+  if (master_process && !continues) keep_previous_run(config.out_dir, print);
+  if (master_process) metrics.emplace((fs::path(config.out_dir) / "metrics.jsonl").string(), continues);
 
   // The generator state before each training batch is drawn: a checkpoint stores the state
   // before the pending batch, so that a resumed run draws that same batch again.

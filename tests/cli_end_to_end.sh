@@ -66,6 +66,12 @@ cp out-tiny/ckpt.pt earlier.pt
 grep -q "moved it to ckpt.prev.pt and its metrics.jsonl to metrics.prev.jsonl" fresh.log || fail "fresh run: $(head -12 fresh.log)"
 cmp -s earlier.pt out-tiny/ckpt.prev.pt || fail "ckpt.prev.pt is not the earlier run's checkpoint"
 [ -s out-tiny/metrics.prev.jsonl ] && [ -f out-tiny/ckpt.pt ] || fail "after a fresh run: $(ls out-tiny)"
+# eval_only writes no checkpoint: it moves nothing and adds its eval line to the metrics
+cp out-tiny/ckpt.pt fresh.pt
+lines=$(wc -l < out-tiny/metrics.jsonl)
+"$nanogpt" train tiny.yaml --eval_only=true > eval_only.log
+cmp -s fresh.pt out-tiny/ckpt.pt && cmp -s earlier.pt out-tiny/ckpt.prev.pt || fail "eval_only moved a checkpoint"
+[ "$(wc -l < out-tiny/metrics.jsonl)" = $((lines + 1)) ] || fail "eval_only metrics: $(tail -2 out-tiny/metrics.jsonl)"
 grep -q "^iter 30: loss" resume.log || fail "resume did not reach 30"
 grep -q "^iter 20: loss" resume.log || fail "resume did not restart at 20"
 
