@@ -66,6 +66,12 @@ void write_file_atomically(const std::string& path, const std::function<void(std
   commit_file(tmp_path, path);
 }
 
+void create_folder(const std::string& path, const std::string& what) {
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) throw IoError(fmt::format("cannot create {} '{}': {}", what, path, error.message()));
+}
+
 std::string read_file(const std::string& path) {
   if (std::filesystem::is_directory(path)) throw IoError(fmt::format("cannot read '{}': it is a folder", path));
   std::ifstream in(path, std::ios::binary);

@@ -38,7 +38,7 @@ PreparedDataset prepare_char_dataset(const std::string& input_path, const std::s
   const std::vector<char32_t> train_text(text.begin(), text.begin() + split);
   const std::vector<char32_t> val_text(text.begin() + split, text.end());
 
-  std::filesystem::create_directories(out_dir);
+  create_folder(out_dir, "--out-dir");
   const auto train_ids = tokenizer.encode(train_text);
   const auto val_ids = tokenizer.encode(val_text);
   write_token_file((std::filesystem::path(out_dir) / "train.bin").string(), train_ids);

@@ -247,7 +247,7 @@ PreparedGpt2Dataset prepare_gpt2_dataset(const Gpt2PrepareOptions& options) {
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const Gpt2Bpe bpe = Gpt2Bpe::load(find_gpt2_vocab_dir(options.vocab_dir));
   const fs::path out_dir(options.out_dir);
-  fs::create_directories(out_dir);
+  create_folder(out_dir.string(), "--out-dir");
   const PreparedGpt2Dataset result = single_text
                                          ? prepare_single_text(bpe, options.inputs[0], out_dir, val_fraction, threads)
                                          : prepare_documents(bpe, options, out_dir, val_fraction, threads);

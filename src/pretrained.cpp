@@ -197,7 +197,7 @@ void export_huggingface(GPT& model, const std::string& out_dir) {
     throw std::invalid_argument("Hugging Face's GPT-2 has biases in every Linear and LayerNorm; this model was built "
                                 "with bias: false, so it cannot be exported as GPT2LMHeadModel");
   }
-  fs::create_directories(out_dir);
+  create_folder(out_dir, "the export folder");
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& item : model->named_parameters()) {
     const at::Tensor weight = item.value().detach().cpu();

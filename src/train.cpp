@@ -94,11 +94,7 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   print(fmt::format("device: {}, {}, {}", device.str(), cpu_threads_summary(), torch_build_summary()));
   if (const std::string note = cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
 
-  if (master_process) {
-    std::error_code error;
-    fs::create_directories(config.out_dir, error);
-    if (error) throw IoError(fmt::format("cannot create out_dir '{}': {}", config.out_dir, error.message()));
-  }
+  if (master_process) create_folder(config.out_dir, "out_dir");
   // a cap on the device's tensor memory, as a smaller device would have
   const std::string& cap = !config.memory_limit.empty() ? config.memory_limit : config.memory_budget;
   const ScopedDeviceMemoryLimit device_cap(device, cap.empty() ? 0 : parse_byte_size(cap, "memory_limit"));

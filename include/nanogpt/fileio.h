@@ -19,4 +19,7 @@ void commit_file(const std::string& tmp_path, const std::string& path);
 
 std::string read_file(const std::string& path);
 
+// create_directories, with an IoError naming the folder as `what` ("out_dir") and the reason.
+void create_folder(const std::string& path, const std::string& what);
+
 }  // namespace nanogpt

@@ -79,7 +79,7 @@ void add_prepare_command(CLI::App& app) {
   chars->callback([input, out_dir] {
     std::string path = *input;
     if (path.empty()) {
-      std::filesystem::create_directories(*out_dir);
+      create_folder(*out_dir, "--out-dir");
       path = (std::filesystem::path(*out_dir) / "input.txt").string();
       if (!std::filesystem::exists(path)) {
         std::cout << "downloading " << kTinyShakespeareUrl << std::endl;
