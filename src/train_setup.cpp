@@ -64,10 +64,12 @@ GPTConfig model_args_for(const TrainConfig& config, const std::optional<int64_t>
                                     "shape, so set block_size: {}",
                                     config.block_size, config.out_dir, saved.block_size, saved.block_size));
     }
-    for (const auto& [key, mine, theirs] : {std::tuple{"n_layer", config.n_layer, saved.n_layer},
-                                            std::tuple{"n_head", config.n_head, saved.n_head},
-                                            std::tuple{"n_embd", config.n_embd, saved.n_embd},
-                                            std::tuple{"bias", int64_t{config.bias}, int64_t{saved.bias}}}) {
+    auto text = [](bool b) { return std::string(b ? "true" : "false"); };
+    for (const auto& [key, mine, theirs] :
+         {std::tuple{"n_layer", std::to_string(config.n_layer), std::to_string(saved.n_layer)},
+          std::tuple{"n_head", std::to_string(config.n_head), std::to_string(saved.n_head)},
+          std::tuple{"n_embd", std::to_string(config.n_embd), std::to_string(saved.n_embd)},
+          std::tuple{"bias", text(config.bias), text(saved.bias)}}) {
       if (mine != theirs) {
         print(fmt::format("note: resuming keeps the checkpoint's {} {} (the config's {} is not used, as in nanoGPT)", key,
                           theirs, mine));

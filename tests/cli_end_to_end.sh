@@ -59,6 +59,9 @@ grep -q "(OMP_WAIT_POLICY=active)" policy.log || fail "the user's wait policy wa
 "$nanogpt" train tiny.yaml --init_from=resume > resume.log
 grep -q "Resuming training from out-tiny" resume.log || fail "resume"
 expect_exit 2 "block_size is 16 but the checkpoint in 'out-tiny' has 32" "$nanogpt" train tiny.yaml --init_from=resume --block_size=16
+"$nanogpt" train tiny.yaml --init_from=resume --n_layer=3 --max_iters=31 > resume_shape.log
+grep -q "note: resuming keeps the checkpoint's n_layer 2 (the config's 3 is not used" resume_shape.log \
+  || fail "resume with another n_layer: $(head -8 resume_shape.log)"
 
 # a fresh run in that out_dir moves the earlier run's checkpoint and metrics aside, not over
 cp out-tiny/ckpt.pt earlier.pt
