@@ -104,7 +104,7 @@ add 2 "config key 'activation_checkpointing' must be 'none' or 'blocks', got 'al
 add 2 "override '--max_iters' must look like --key=value" - "train tiny.yaml --max_iters"
 add 2 "config file 'missing.yaml' does not exist" - "train missing.yaml"
 add 2 "twice.yaml:2: key 'batch_size' is set twice (first at twice.yaml:1)" - "train twice.yaml"
-add 2 "twodocs.yaml: holds 2 YAML documents (separated by ---); expected one" - "train twodocs.yaml"
+add 2 "twodocs.yaml:2: a second YAML document starts here; expected one" - "train twodocs.yaml"
 add 2 "novalue.yaml:1: key 'batch_size' has no value" - "train novalue.yaml"
 add 2 "call_config.py:1: 'len' is not a literal" - "config import call_config.py"
 # token files and dataset metadata

@@ -110,7 +110,8 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("batch_size: 12\n  bad: indent\n"), "c.yaml:2:"));
   EXPECT_TRUE(contains(error_of("\nn_layers: 4\n"), "c.yaml:2: unknown config key"));
   EXPECT_TRUE(contains(error_of("batch_size: 4\nbatch_size: 8\n"), "c.yaml:2: key 'batch_size' is set twice (first at "));
-  EXPECT_TRUE(contains(error_of("batch_size: 4\n---\nbatch_size: 8\n"), "holds 2 YAML documents"));
+  EXPECT_TRUE(contains(error_of("batch_size: 4\n---\nbatch_size: 8\n"), "c.yaml:2: a second YAML document starts here"));
+  EXPECT_EQ(error_of("---\n# a document start marker first is fine\nbatch_size: 4\n"), "");
   EXPECT_TRUE(contains(error_of("batch_size:\n"), "c.yaml:1: key 'batch_size' has no value"));
   EXPECT_TRUE(contains(error_of("memory_budget: 1e30GiB\n"), "'memory_budget' expects a positive size"));
   EXPECT_EQ(error_of("# nothing but a comment\n"), "");
