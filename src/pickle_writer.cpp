@@ -15,6 +15,16 @@ void append_le(std::string& out, uint64_t value, size_t n) {
   for (size_t k = 0; k < n; ++k) out += static_cast<char>((value >> (8 * k)) & 0xff);
 }
 
+void write_value(std::string& out, const PickleValue& v);
+
+// SETITEMS into the dict on top of the stack.
+void write_items(std::string& out, const std::vector<std::pair<PickleRef, PickleRef>>& entries) {
+  if (entries.empty()) return;
+  out += '(';
+  for (const auto& [key, value] : entries) write_value(out, *key), write_value(out, *value);
+  out += 'u';
+}
+
 void write_value(std::string& out, const PickleValue& v) {
   using Kind = PickleValue::Kind;
   switch (v.kind) {
@@ -42,16 +52,25 @@ void write_value(std::string& out, const PickleValue& v) {
       append_le(out, v.text.size(), 4);
       out += v.text;
       break;
-    case Kind::list:
+    // Lists and dicts as CPython's protocol 2 writes them (EMPTY_LIST + APPENDS, EMPTY_DICT +
+    // SETITEMS): torch.load's weights_only unpickler, the default from PyTorch 2.6 on, has no
+    // LIST or DICT opcode.
     case Kind::tuple:
       out += '(';
       for (const auto& item : v.items) write_value(out, *item);
-      out += v.kind == Kind::list ? 'l' : 't';
+      out += 't';
+      break;
+    case Kind::list:
+      out += ']';
+      if (!v.items.empty()) {
+        out += '(';
+        for (const auto& item : v.items) write_value(out, *item);
+        out += 'e';  // APPENDS
+      }
       break;
     case Kind::dict:
-      out += '(';
-      for (const auto& [key, value] : v.entries) write_value(out, *key), write_value(out, *value);
-      out += 'd';
+      out += '}';
+      write_items(out, v.entries);
       break;
     case Kind::global: {
       const size_t dot = v.text.rfind('.');
@@ -62,11 +81,7 @@ void write_value(std::string& out, const PickleValue& v) {
       write_value(out, *v.items.at(0));
       write_value(out, *v.items.at(1));
       out += 'R';
-      if (!v.entries.empty()) {
-        out += '(';
-        for (const auto& [key, value] : v.entries) write_value(out, *key), write_value(out, *value);
-        out += 'u';  // SETITEMS
-      }
+      write_items(out, v.entries);
       break;
     case Kind::persistent_id:
       write_value(out, *v.items.at(0));

@@ -13,7 +13,9 @@ Exit status 0 when every check passes; the first failure is printed.
 """
 import json
 import os
+import pickletools
 import sys
+import zipfile
 
 import torch
 
@@ -40,8 +42,30 @@ def read_floats(path, like):
     return data.view(like.shape)
 
 
+# The opcodes that torch.load's weights_only unpickler reads (torch/_weights_only_unpickler.py,
+# PyTorch 2.6). It is torch.load's default from 2.6 on, so nanoGPT's train.py and sample.py load
+# a ckpt.pt with it there; 1.13's has fewer (no BINFLOAT), so on 1.13 only this list is checked.
+WEIGHTS_ONLY_OPCODES = {
+    "GLOBAL", "NEWOBJ", "REDUCE", "BUILD", "APPEND", "APPENDS", "SETITEM", "SETITEMS", "MARK",
+    "TUPLE", "TUPLE1", "TUPLE2", "TUPLE3", "NONE", "NEWFALSE", "NEWTRUE", "EMPTY_TUPLE",
+    "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET", "BININT", "BININT1", "BININT2", "BINFLOAT",
+    "BINUNICODE", "SHORT_BINSTRING", "BINPERSID", "BINGET", "LONG_BINGET", "BINPUT",
+    "LONG_BINPUT", "LONG1", "PROTO", "STOP",
+}
+
+
+def check_weights_only_opcodes(path):
+    with zipfile.ZipFile(path) as archive:
+        name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+        used = {op.name for op, _, _ in pickletools.genops(archive.read(name))}
+    if used - WEIGHTS_ONLY_OPCODES:
+        fail(f"{path}: opcodes {sorted(used - WEIGHTS_ONLY_OPCODES)} that torch.load(weights_only=True) cannot read")
+
+
 def check_port(directory):
-    ckpt = torch.load(os.path.join(directory, "port.pt"), map_location="cpu")
+    path = os.path.join(directory, "port.pt")
+    check_weights_only_opcodes(path)
+    ckpt = torch.load(path, map_location="cpu")  # weights_only=True by default from PyTorch 2.6 on
     missing = [k for k in TOP_KEYS if k not in ckpt]
     if missing:
         fail(f"port.pt lacks {missing}")
