@@ -5,6 +5,8 @@
 // them CMake defines NANOGPT_WITH_GLOO when Gloo's headers are found and NANOGPT_WITH_NCCL
 // when a CUDA LibTorch and nccl.h are;
 // LibTorch's headers hide each backend behind USE_C10D_GLOO / USE_C10D_NCCL.
+#include <string>
+
 #include <torch/version.h>
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
@@ -36,5 +38,22 @@ using Collectives = c10d::Backend;
 #else
 using Collectives = c10d::ProcessGroup;
 #endif
+
+// The TCPStore. From 2.4 on its server defaults to the libuv backend, which a LibTorch built
+// without libuv (Debian's 2.x) refuses at construction; the classic backend serves the same
+// clients, so the server falls back to it there.
+inline c10::intrusive_ptr<c10d::TCPStore> make_tcp_store(const std::string& host, c10d::TCPStoreOptions options) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  if (options.isServer && options.useLibUV) {
+    try {
+      return c10::make_intrusive<c10d::TCPStore>(host, options);
+    } catch (const c10::Error& e) {
+      if (std::string(e.what()).find("without libuv") == std::string::npos) throw;
+      options.useLibUV = false;
+    }
+  }
+#endif
+  return c10::make_intrusive<c10d::TCPStore>(host, options);
+}
 
 }  // namespace nanogpt::c10d_compat

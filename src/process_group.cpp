@@ -162,7 +162,7 @@ ProcessGroup::ProcessGroup(const DistributedEnv& env, const std::string& backend
   options.timeout = timeout;
   options.multiTenant = !env.use_agent_store;
   try {
-    impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+    impl_->store = c10d_compat::make_tcp_store(env.master_addr, options);
   } catch (const std::exception& e) {
     throw DistributedError(fmt::format(
         "rank {}: cannot {} the TCPStore at MASTER_ADDR={} MASTER_PORT={} (waited up to {} s for all {} ranks): {}",
