@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -69,7 +70,13 @@ at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                           double dropout_p) {
 #if TORCH_VERSION_MAJOR >= 2
-  return std::get<0>(at::_scaled_dot_product_attention_math(q, k, v, mask, dropout_p));
+  // 2.x's math kernel adds its mask to the scores, so a bool mask becomes 0 / -inf first, as
+  // scaled_dot_product_attention does before calling it.
+  const at::Tensor additive =
+      mask.scalar_type() == at::kBool
+          ? at::zeros(mask.sizes(), q.options()).masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity())
+          : mask;
+  return std::get<0>(at::_scaled_dot_product_attention_math(q, k, v, additive, dropout_p));
 #else
   return std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, dropout_p));
 #endif

@@ -15,7 +15,8 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double dropout_p);
 
-// LibTorch's reference (math) attention, the same arguments: softmax of the masked scores,
+// LibTorch's reference (math) attention, the same arguments (a bool mask keeps the true
+// positions, a float mask is added to the scores): softmax of the masked scores,
 // at::dropout on those (B, nh, Tq, Tk) probabilities, then the product with v. 1.13's
 // _scaled_dot_product_attention, 2.x's _scaled_dot_product_attention_math.
 at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
