@@ -39,12 +39,12 @@ using Collectives = c10d::Backend;
 using Collectives = c10d::ProcessGroup;
 #endif
 
-// The TCPStore. From 2.4 on its server defaults to the libuv backend, which a LibTorch built
-// without libuv (Debian's 2.x) refuses at construction; the classic backend serves the same
-// clients, so the server falls back to it there.
+// The TCPStore. From 2.4 on it defaults to the libuv backend, which a LibTorch built without
+// libuv (Debian's 2.x) refuses at construction, server and client alike; the classic backend
+// speaks the same protocol, so the store falls back to it there.
 inline c10::intrusive_ptr<c10d::TCPStore> make_tcp_store(const std::string& host, c10d::TCPStoreOptions options) {
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  if (options.isServer && options.useLibUV) {
+  if (options.useLibUV) {
     try {
       return c10::make_intrusive<c10d::TCPStore>(host, options);
     } catch (const c10::Error& e) {
