@@ -44,6 +44,13 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   const int64_t tq = q.size(-2);
   const int64_t tk = k.size(-2);
 #if TORCH_VERSION_MAJOR >= 2
+  // 2.x's CPU flash kernel has no dropout: with dropout, scaled_dot_product_attention takes the
+  // math path, which keeps the (T, T) probabilities and noise. The fused kernel draws the same
+  // keep mask from the same generator (CpuAttention.DropoutDrawsLibTorchsMaskAndMatchesAReference)
+  // and keeps neither.
+  if (dropout_p > 0 && fused_cpu_attention_applies(q, k, v)) {
+    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
+  }
   if (past_length == 0 && tq == tk) {
     return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
   }

@@ -104,7 +104,8 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   // of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
   // With this port's fused CPU attention (T <= kFusedAttentionMaxKeys: cpu_attention.h) the softmax
   // output is replaced by one log-normaliser per query (and, with dropout, a bool mask), and
-  // backward makes no (T, T) float tensors.
+  // backward makes no (T, T) float tensors; so does 2.x's CPU flash kernel, which the port
+  // calls there without dropout (compat.cpp).
   const bool fused_attention = !cuda && fused_cpu_attention_chosen(T);
   const int64_t attention_saved = fused_attention ? 4 * B * nh * T : p * att;
   const int64_t attention_grads = fused_attention ? 0 : 2 * p * att;
