@@ -149,6 +149,21 @@ std::string torchrun_path() {
   return {};
 }
 
+// Why torchrun cannot run here, or empty. Debian 13's torch 2.6 is built without libuv while
+// its Python asks TCPStore for libuv, so its torchrun fails before it starts any rank.
+std::string torchrun_defect() {
+  if (torchrun_path().empty()) return "torchrun is not installed";
+  FILE* pipe = ::popen(
+      "/usr/bin/python3 -c \"from torch.distributed import TCPStore; TCPStore('127.0.0.1', 0, 1, True)\" 2>&1", "r");
+  if (pipe == nullptr) return "cannot run /usr/bin/python3";
+  std::string output;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  if (::pclose(pipe) == 0) return {};
+  return "torchrun's Python cannot create a TCPStore, so torchrun starts no rank: " +
+         output.substr(output.rfind('\n', output.size() - 2) + 1);
+}
+
 enum class Launcher { processes, torchrun };
 void PrintTo(Launcher launcher, std::ostream* out) {
   *out << (launcher == Launcher::processes ? "processes" : "torchrun");
@@ -446,7 +461,10 @@ class TwoRanks : public ::testing::TestWithParam<Launcher> {};
 // stay bit-identical.
 TEST_P(TwoRanks, TrainLikeOneRankWithTwiceTheAccumulation) {
   skip_without_gloo();
-  if (GetParam() == Launcher::torchrun && torchrun_path().empty()) GTEST_SKIP() << "torchrun is not installed";
+  if (GetParam() == Launcher::torchrun) {
+    const std::string defect = torchrun_defect();
+    if (!defect.empty()) GTEST_SKIP() << defect;
+  }
   TempDir dir;
   nanogpt::testing::make_char_dataset(dir / "data");
   const TrainConfig one = ddp_config(dir, "one");
