@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tools/gpu/check.sh --cpu-dry-run end to end: every step of the GPU check on this CPU with tiny
 # shapes (the build step is a no-op build of BUILD_DIR), then the table: every figure a CPU can
-# give is a number, the logits and AdamW checks pass, both seed runs fit, and the compiled column says
-# why it was skipped (torch 1.13 has no torch.compile).
+# give is a number, the logits and AdamW checks pass, both seed runs fit, and the compiled column
+# holds numbers where Python's torch has torch.compile (2.x) and says why it was skipped otherwise
+# (torch 1.13).
 # Needs a karpathy/nanoGPT checkout (NANOGPT_DIR, else ../nanoGPT beside the checkout) and
 # Debian's python3-torch; skips (77) otherwise.
 # Usage: tests/gpu_check_dry_run.sh BUILD_DIR
@@ -23,11 +24,14 @@ cat "$out/check.md"
 import re
 import sys
 
+import torch
+
 rows = {}
 for line in open(sys.argv[1]):
     if line.startswith("| ") and not line.startswith(("| ---", "| check ")):
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         rows[cells[0]] = cells[1:]
+has_compile = hasattr(torch, "compile")
 number = re.compile(r"^-?[0-9][0-9,]*(\.[0-9]+)?(e[-+]?[0-9]+)?%?( |$)")
 problems = []
 
@@ -52,8 +56,12 @@ for mb in (2, 4):
     for column, name in ((0, "port"), (1, "nanoGPT eager")):
         numeric(f"MFU, micro-batch {mb}", column, name)
     for prefix in (f"tokens/s, micro-batch {mb}", f"MFU, micro-batch {mb}"):
-        if not row(prefix)[2].startswith("skipped: torch "):
+        if has_compile:
+            numeric(prefix, 2, "nanoGPT compiled")
+        elif not row(prefix)[2].startswith("skipped: torch "):
             problems.append(f"{prefix} / nanoGPT compiled: expected 'skipped: torch ...', got '{row(prefix)[2]}'")
+    if has_compile:
+        numeric(f"tokens/s, micro-batch {mb}", 4, "port / compiled")
 numeric("logits cpu bfloat16 vs cpu float32", 0, "port")
 if "(pass" not in row("logits cpu bfloat16")[0]:
     problems.append(f"logits check did not pass: {row('logits cpu bfloat16')[0]}")
