@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Optional, not run by CI: builds the project against Debian 13 (trixie)'s LibTorch 2.6 (CPU) and
+# runs every test there, in a trixie chroot made with debootstrap, while the host stays Debian 12
+# with LibTorch 1.13. This links and runs the 2.x side of src/compat.cpp and src/compat_c10d.h
+# (autocast, attention, c10d with Gloo, the fused AdamW) and the Python interop tests against
+# python3-torch 2.6. See docs/libtorch2-check.md.
+#
+#   tools/test_libtorch2.sh [--root DIR] [--jobs N] [CTEST_ARGS...]
+#
+# Needs root (debootstrap, chroot, bind mounts) and Debian's package archive. The chroot (default
+# DIR /var/tmp/nanogpt-trixie, about 2.5 GB) is made once and reused. The tracked files of this
+# working tree, edits included, are copied to DIR/src/nanogpt and built there in Release mode.
+# NANOGPT_SHARED_DATA and NANOGPT_DIR (a nanoGPT checkout), when set, are bind-mounted read-only
+# and passed on, as tools/test.sh does.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+chroot_dir=/var/tmp/nanogpt-trixie
+jobs=$(nproc)
+ctest_args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) chroot_dir=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    *) ctest_args+=("$1"); shift ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "tools/test_libtorch2.sh needs root (debootstrap, chroot, mount)" >&2; exit 2; }
+
+packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
+          nlohmann-json3-dev libopenblas0-pthread libgloo-dev python3-torch python3-numpy
+          python3-matplotlib curl python3-setuptools python3-dev)  # the last two: torch.compile
+if [ ! -x "$chroot_dir/usr/bin/apt-get" ]; then
+  command -v debootstrap > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null
+  echo "== debootstrap trixie into $chroot_dir"
+  debootstrap --variant=minbase trixie "$chroot_dir" http://deb.debian.org/debian > "$chroot_dir.debootstrap.log" 2>&1 ||
+    { tail -20 "$chroot_dir.debootstrap.log"; exit 1; }
+fi
+
+mounted=()
+cleanup() {
+  local i
+  for (( i=${#mounted[@]}-1; i>=0; i-- )); do umount "${mounted[$i]}" 2>/dev/null || umount -l "${mounted[$i]}"; done
+}
+trap cleanup EXIT
+bind() {  # bind SOURCE TARGET [ro]
+  mkdir -p "$2"
+  mount --bind "$1" "$2"
+  [ "${3:-}" = ro ] && mount -o remount,bind,ro "$2"
+  mounted+=("$2")
+}
+mount -t proc proc "$chroot_dir/proc"; mounted+=("$chroot_dir/proc")
+bind /dev "$chroot_dir/dev"
+bind /dev/pts "$chroot_dir/dev/pts"
+env_args=(HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8)
+if [ -n "${NANOGPT_SHARED_DATA:-}" ]; then
+  bind "$NANOGPT_SHARED_DATA" "$chroot_dir/mnt/shared-data" ro
+  env_args+=(NANOGPT_SHARED_DATA=/mnt/shared-data)
+fi
+if [ -n "${NANOGPT_DIR:-}" ]; then
+  bind "$NANOGPT_DIR" "$chroot_dir/mnt/nanoGPT" ro
+  env_args+=(NANOGPT_DIR=/mnt/nanoGPT)
+fi
+in_chroot() { chroot "$chroot_dir" /usr/bin/env -i "${env_args[@]}" bash -c "$1"; }
+
+in_chroot "missing=\$(for p in ${packages[*]}; do dpkg-query -W -f='\${Status}' \$p 2>/dev/null | grep -q 'install ok installed' || echo \$p; done)
+  [ -z \"\$missing\" ] || { echo \"== installing\" \$missing; apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \$missing > /dev/null; }"
+
+src=$chroot_dir/src/nanogpt
+mkdir -p "$src"
+(cd "$root" && git ls-files -z | tar --null -T - -c) | tar -x -C "$src"
+echo "== $(in_chroot 'python3 -c "import torch; print(\"LibTorch\", torch.__version__)"'), $(in_chroot 'g++ --version | head -1')"
+in_chroot "cd /src/nanogpt && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > build-configure.log 2>&1 ||
+  { cat build-configure.log; exit 1; }; cmake --build build -j $jobs"
+quoted_args=""
+[ ${#ctest_args[@]} -eq 0 ] || quoted_args=$(printf '%q ' "${ctest_args[@]}")
+in_chroot "cd /src/nanogpt/build && ctest --output-on-failure --timeout 600 $quoted_args"
