@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
           nlohmann-json3-dev libopenblas0-pthread libgloo-dev)
-test_packages=(python3-torch python3-matplotlib clang libclang-rt-14-dev)
+test_packages=(python3-torch python3-matplotlib clang libclang-rt-dev)
 with_tests=0
 if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
 
