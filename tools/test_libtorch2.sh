@@ -28,7 +28,9 @@ done
 
 packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
           nlohmann-json3-dev libopenblas0-pthread libgloo-dev python3-torch python3-numpy
-          python3-matplotlib curl python3-setuptools python3-dev)  # the last two: torch.compile
+          python3-matplotlib python3-setuptools python3-dev curl)
+# (the build's packages and tools/setup.sh --tests' Python ones; curl for a BPE test; no clang,
+# as no fuzzing runs here)
 if [ ! -x "$chroot_dir/usr/bin/apt-get" ]; then
   command -v debootstrap > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null
   echo "== debootstrap trixie into $chroot_dir"
