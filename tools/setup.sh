@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
           nlohmann-json3-dev libopenblas0-pthread libgloo-dev)
 # python3-setuptools and python3-dev: torch.compile's C++ backend, which the GPU check's dry run
-# uses where python3-torch is 2.x (Debian 13)
-test_packages=(python3-torch python3-matplotlib python3-setuptools python3-dev clang libclang-rt-dev)
+# uses where python3-torch is 2.x (Debian 13); curl: the BPE vocabulary download test
+test_packages=(python3-torch python3-matplotlib python3-setuptools python3-dev curl clang libclang-rt-dev)
 with_tests=0
 if [ "${1:-}" = "--tests" ]; then with_tests=1; shift; fi
 

@@ -5,32 +5,26 @@
 # (autocast, attention, c10d with Gloo, the fused AdamW) and the Python interop tests against
 # python3-torch 2.6. See docs/libtorch2-check.md.
 #
-#   tools/test_libtorch2.sh [--root DIR] [--jobs N] [CTEST_ARGS...]
+#   tools/test_libtorch2.sh [--root DIR] [CTEST_ARGS...]
 #
 # Needs root (debootstrap, chroot, bind mounts) and Debian's package archive. The chroot (default
 # DIR /var/tmp/nanogpt-trixie, about 2.5 GB) is made once and reused. The tracked files of this
-# working tree, edits included, are copied to DIR/src/nanogpt and built there in Release mode.
+# working tree, edits included, are copied to DIR/src/nanogpt, where tools/setup.sh --tests
+# installs the packages and builds in Release mode, as on Debian 12.
 # NANOGPT_SHARED_DATA and NANOGPT_DIR (a nanoGPT checkout), when set, are bind-mounted read-only
 # and passed on, as tools/test.sh does.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 chroot_dir=/var/tmp/nanogpt-trixie
-jobs=$(nproc)
 ctest_args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --root) chroot_dir=$2; shift 2 ;;
-    --jobs) jobs=$2; shift 2 ;;
     *) ctest_args+=("$1"); shift ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "tools/test_libtorch2.sh needs root (debootstrap, chroot, mount)" >&2; exit 2; }
 
-packages=(cmake ninja-build g++ libtorch-dev libcli11-dev libyaml-cpp-dev libgtest-dev libfmt-dev
-          nlohmann-json3-dev libopenblas0-pthread libgloo-dev python3-torch python3-numpy
-          python3-matplotlib python3-setuptools python3-dev curl)
-# (the build's packages and tools/setup.sh --tests' Python ones; curl for a BPE test; no clang,
-# as no fuzzing runs here)
 if [ ! -x "$chroot_dir/usr/bin/apt-get" ]; then
   command -v debootstrap > /dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap > /dev/null
   echo "== debootstrap trixie into $chroot_dir"
@@ -64,16 +58,12 @@ if [ -n "${NANOGPT_DIR:-}" ]; then
 fi
 in_chroot() { chroot "$chroot_dir" /usr/bin/env -i "${env_args[@]}" bash -c "$1"; }
 
-in_chroot "missing=\$(for p in ${packages[*]}; do dpkg-query -W -f='\${Status}' \$p 2>/dev/null | grep -q 'install ok installed' || echo \$p; done)
-  [ -z \"\$missing\" ] || { echo \"== installing\" \$missing; apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \$missing > /dev/null; }"
-
 src=$chroot_dir/src/nanogpt
 mkdir -p "$src"
 (cd "$root" && git ls-files -z | tar --null -T - -c) | tar -x -C "$src"
+# tools/setup.sh installs what is missing (the same packages as on Debian 12) and builds.
+in_chroot "cd /src/nanogpt && tools/setup.sh --tests"
 echo "== $(in_chroot 'python3 -c "import torch; print(\"LibTorch\", torch.__version__)"'), $(in_chroot 'g++ --version | head -1')"
-in_chroot "cd /src/nanogpt && cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release > build-configure.log 2>&1 ||
-  { cat build-configure.log; exit 1; }; cmake --build build -j $jobs"
 quoted_args=""
 [ ${#ctest_args[@]} -eq 0 ] || quoted_args=$(printf '%q ' "${ctest_args[@]}")
 in_chroot "cd /src/nanogpt/build && ctest --output-on-failure --timeout 600 $quoted_args"
