@@ -68,6 +68,7 @@ const std::vector<KeySpec>& key_specs() {
       {"data_dir", &TrainConfig::data_dir},
       {"seed", &TrainConfig::seed},
       {"num_threads", &TrainConfig::num_threads},
+      {"split_products", &TrainConfig::split_products},
       {"mfu_peak_flops", &TrainConfig::mfu_peak_flops},
       {"pretrained_dir", &TrainConfig::pretrained_dir},
       {"activation_checkpointing", &TrainConfig::activation_checkpointing},

@@ -46,8 +46,9 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 47u);
+  EXPECT_EQ(config_keys().size(), 48u);
   EXPECT_EQ(c.cpu_memory, "keep");
+  EXPECT_TRUE(c.split_products);
 }
 
 TEST(Config, YamlThenOverridesInOrder) {

@@ -1,0 +1,44 @@
+#pragma once
+// Threads for the model's matrix products on the CPU. OpenBLAS's own threading splits one
+// product among its threads and synchronises them within it; at the small products of the
+// CPU recipes (768 x 128 activations) that costs about a tenth of the products' time
+// (docs/performance.md, "Split products"). Here each product is instead cut into blocks of
+// whole output rows, and each block is one single-threaded sgemm call on its own thread: the
+// caller takes the first block, helper threads owned by this object the others.
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace nanogpt {
+
+class ProductThreads {
+ public:
+  // `threads` in all, the caller's included (>= 2). `set_blas_threads` sets the BLAS's own
+  // thread count (null: leave it); run() sets it to 1 while the blocks run, then back.
+  ProductThreads(int threads, std::function<void(int)> set_blas_threads, int blas_threads);
+  ~ProductThreads();
+  ProductThreads(const ProductThreads&) = delete;
+  ProductThreads& operator=(const ProductThreads&) = delete;
+
+  int threads() const { return threads_; }
+  // part(i) for every i in [0, parts), parts <= threads(): part 0 on the calling thread, the
+  // others on the helpers; returns when all have finished and rethrows the first exception
+  // of any part. A second caller arriving while a run is in progress runs its parts itself.
+  void run(int parts, const std::function<void(int)>& part);
+
+ private:
+  struct State;
+  int threads_;
+  std::unique_ptr<State> state_;
+};
+
+// ProductThreads with one thread per thread of the process's OpenBLAS (OPENBLAS_NUM_THREADS,
+// else every core), or null with the reason in `why_not` when the BLAS LibTorch calls is not
+// OpenBLAS or has a single thread.
+std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not = nullptr);
+
+// What a run on the CPU (`on_cpu`) with config key split_products uses: ProductThreads or null,
+// and in `summary` a line for the log that says which and why (empty off the CPU).
+std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, bool on_cpu, std::string* summary);
+
+}  // namespace nanogpt

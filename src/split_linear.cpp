@@ -1,0 +1,154 @@
+#include "nanogpt/split_linear.h"
+
+#include <dlfcn.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+
+#include "nanogpt/compat.h"
+#include "nanogpt/product_threads.h"
+
+namespace nanogpt {
+
+namespace {
+
+using torch::autograd::variable_list;
+
+// Fewer rows than this per block and the split costs more than it saves.
+constexpr int64_t kMinRowsPerBlock = 32;
+// Block edges at multiples of OpenBLAS's row unrolling, so no block runs its tail kernels
+// where the whole product would not.
+constexpr int64_t kRowAlign = 16;
+
+using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
+                       const int*, const float*, const int*, const float*, float*, const int*);
+
+// The BLAS LibTorch calls (product_threads_for_blas checked that it has sgemm_).
+Sgemm blas_sgemm() {
+  static const auto sgemm = reinterpret_cast<Sgemm>(dlsym(RTLD_DEFAULT, "sgemm_"));
+  TORCH_CHECK(sgemm != nullptr, "split_linear: the process has no sgemm_");
+  return sgemm;
+}
+
+// Row-major c (rows x cols, row stride ldc) = op(a) @ op(b) + beta * c, where op(a) is
+// (rows x inner) and op(b) (inner x cols); a transposed operand is stored the other way round.
+// Fortran's sgemm is column-major: it computes c.T = op(b).T @ op(a).T.
+void gemm(bool a_transposed, bool b_transposed, int64_t rows, int64_t cols, int64_t inner, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  const char op_b = b_transposed ? 'T' : 'N', op_a = a_transposed ? 'T' : 'N';
+  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
+  const int lb = static_cast<int>(ldb), la = static_cast<int>(lda), lc = static_cast<int>(ldc);
+  const float one = 1.0f;
+  blas_sgemm()(&op_b, &op_a, &m, &n, &k, &one, b, &lb, a, &la, &beta, c, &lc);
+}
+
+// `rows` cut into at most `threads` blocks of at least kMinRowsPerBlock rows.
+struct RowBlocks {
+  RowBlocks(int64_t rows, int threads) : rows(rows) {
+    const int64_t most = std::max<int64_t>(1, std::min<int64_t>(threads, rows / kMinRowsPerBlock));
+    per_block = (rows + most - 1) / most;
+    if (most > 1) per_block = (per_block + kRowAlign - 1) / kRowAlign * kRowAlign;
+    count = static_cast<int>(std::max<int64_t>(1, (rows + per_block - 1) / per_block));
+  }
+  int64_t begin(int block) const { return std::min(rows, block * per_block); }
+  int64_t end(int block) const { return std::min(rows, (block + 1) * per_block); }
+  int64_t rows, per_block;
+  int count;
+};
+
+bool fits_blas_int(const at::Tensor& t) {
+  return std::all_of(t.sizes().begin(), t.sizes().end(), [](int64_t n) { return n < INT_MAX; }) && t.numel() < INT_MAX;
+}
+
+struct SplitLinearBackward : torch::autograd::Node {
+  std::shared_ptr<ProductThreads> threads;
+  torch::autograd::SavedVariable x_rows, weight;  // x as (rows, in), contiguous
+  std::vector<int64_t> x_sizes;
+
+  std::string name() const override { return "SplitLinearBackward"; }
+  void release_variables() override {
+    x_rows.reset_data();
+    weight.reset_data();
+  }
+
+  variable_list apply(variable_list&& grads) override {
+    variable_list out(num_outputs());
+    if (!grads[0].defined()) return out;
+    const at::Tensor x = x_rows.unpack(), w = weight.unpack();
+    const int64_t rows = x.size(0), in = x.size(1), features = w.size(0);
+    const at::Tensor grad = grads[0].reshape({rows, features}).contiguous();
+    at::Tensor grad_x, grad_w;
+    if (should_compute_output(0)) grad_x = at::empty(x_sizes, x.options());
+    if (should_compute_output(1)) grad_w = at::empty({features, in}, w.options());
+    const RowBlocks x_blocks(rows, threads->threads()), w_blocks(features, threads->threads());
+    const float *g = grad.data_ptr<float>(), *xs = x.data_ptr<float>(), *ws = w.data_ptr<float>();
+    float* gx = grad_x.defined() ? grad_x.data_ptr<float>() : nullptr;
+    float* gw = grad_w.defined() ? grad_w.data_ptr<float>() : nullptr;
+    // block i of both products in one run: grad_x rows = grad rows @ w, grad_w rows = grad columns.T @ x
+    threads->run(std::max(x_blocks.count, w_blocks.count), [&](int block) {
+      if (gx && block < x_blocks.count) {
+        const int64_t begin = x_blocks.begin(block), end = x_blocks.end(block);
+        gemm(false, false, end - begin, in, features, g + begin * features, features, ws, in, 0.0f, gx + begin * in, in);
+      }
+      if (gw && block < w_blocks.count) {
+        const int64_t begin = w_blocks.begin(block), end = w_blocks.end(block);
+        gemm(true, false, end - begin, in, rows, g + begin, features, xs, in, 0.0f, gw + begin * in, in);
+      }
+    });
+    out[0] = grad_x;
+    out[1] = grad_w;
+    if (should_compute_output(2)) out[2] = grad.sum(0);
+    return out;
+  }
+};
+
+}  // namespace
+
+bool split_linear_applies(const at::Tensor& x, const at::Tensor& weight, const ProductThreads& threads) {
+  if (!x.is_cpu() || x.scalar_type() != at::kFloat || weight.scalar_type() != at::kFloat || weight.dim() != 2 ||
+      x.dim() < 1 || x.size(-1) != weight.size(1) || x.size(-1) == 0 || autocast_state(at::kCPU).enabled) {
+    return false;
+  }
+  return fits_blas_int(x) && fits_blas_int(weight) &&
+         x.numel() / x.size(-1) * weight.size(0) < INT_MAX &&
+         RowBlocks(x.numel() / x.size(-1), threads.threads()).count > 1;
+}
+
+at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                        const std::shared_ptr<ProductThreads>& threads) {
+  const int64_t in = x.size(-1), features = weight.size(0), rows = x.numel() / in;
+  const at::Tensor x_rows = x.detach().reshape({rows, in}).contiguous();
+  const at::Tensor w = weight.detach().contiguous();
+  std::vector<int64_t> out_sizes = x.sizes().vec();
+  out_sizes.back() = features;
+  at::Tensor out = at::empty(out_sizes, x.options());
+  const float *xs = x_rows.data_ptr<float>(), *ws = w.data_ptr<float>();
+  const at::Tensor bias_values = bias.defined() ? bias.detach().contiguous() : at::Tensor();
+  const float* bs = bias_values.defined() ? bias_values.data_ptr<float>() : nullptr;
+  float* ys = out.data_ptr<float>();
+  const RowBlocks blocks(rows, threads->threads());
+  threads->run(blocks.count, [&](int block) {
+    const int64_t begin = blocks.begin(block), end = blocks.end(block);
+    if (bs) {  // as addmm: the bias first, the product added to it
+      for (int64_t row = begin; row < end; ++row) std::memcpy(ys + row * features, bs, features * sizeof(float));
+    }
+    gemm(false, true, end - begin, features, in, xs + begin * in, in, ws, in, bs ? 1.0f : 0.0f, ys + begin * features,
+         features);
+  });
+  if (torch::autograd::compute_requires_grad(x, weight, bias)) {
+    auto node = std::shared_ptr<SplitLinearBackward>(new SplitLinearBackward(), torch::autograd::deleteNode);
+    node->set_next_edges(torch::autograd::collect_next_edges(x, weight, bias));
+    node->threads = threads;
+    node->x_rows = torch::autograd::SavedVariable(x_rows, /*is_output=*/false);
+    node->weight = torch::autograd::SavedVariable(w, /*is_output=*/false);
+    node->x_sizes = x.sizes().vec();
+    torch::autograd::set_history(out, node);
+  }
+  return out;
+}
+
+}  // namespace nanogpt
