@@ -6,10 +6,13 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/product_threads.h"
 
 #include "bf16_convert.h"
+#include "blas_gemm.h"
 
 namespace nanogpt {
 
@@ -60,31 +63,130 @@ at::Tensor block(const at::Tensor& t, int64_t row, int64_t rows, int64_t col, in
   return t.slice(0, row, row + rows).slice(1, col, col + cols);
 }
 
+// Whether `t` (2-D) is stored row by row (`transposed` false) or column by column, in a way
+// sgemm takes as it is (its leading dimension at least the stored rows' length).
+bool blas_layout(const at::Tensor& t, bool* transposed) {
+  if (t.stride(1) == 1 && t.stride(0) >= std::max<int64_t>(1, t.size(1))) {
+    *transposed = false;
+    return true;
+  }
+  if (t.stride(0) == 1 && t.stride(1) >= std::max<int64_t>(1, t.size(0))) {
+    *transposed = true;
+    return true;
+  }
+  return false;
+}
+
+bool split_applies(const at::Tensor& a, const at::Tensor& b, ProductThreads* threads) {
+  if (threads == nullptr || !a.is_cpu() || a.size(1) == 0 || a.size(1) > kFloatProductTile ||
+      b.size(1) > kFloatProductTile || !blas_gemm::available()) {
+    return false;
+  }
+  for (const at::Tensor* t : {&a, &b}) {
+    if (t->scalar_type() != at::kFloat && t->scalar_type() != at::kBFloat16) return false;
+  }
+  return RowBlocks(std::min(a.size(0), kFloatProductTile), threads->threads()).count > 1;
+}
+
+// float_product with K and N within one tile, its rows cut into blocks on `threads`: each
+// block widens its rows of `a`, multiplies them with the widened `b` in one sgemm call, adds
+// the bias and rounds its rows of the result, all on its own thread. The rows go a tile at a
+// time, so the float scratch is at most a tile of `a` and a tile of sums, as float_product's.
+at::Tensor split_float_product(at::Tensor a, const at::Tensor& b, at::ScalarType out_dtype, const at::Tensor& bias,
+                               ProductThreads& threads) {
+  const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
+  at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
+  bool a_transposed = false, b_transposed = false;
+  at::Tensor b_float = widened(b);
+  if (!blas_layout(b_float, &b_transposed)) b_float = b_float.contiguous(), b_transposed = false;
+  if (!blas_layout(a, &a_transposed)) a = a.contiguous(), a_transposed = false;
+  const int64_t ldb = b_transposed ? b_float.stride(1) : b_float.stride(0);
+  const int64_t a_stride = a_transposed ? a.stride(1) : a.stride(0);  // between a's stored rows
+  const at::Tensor bias_float = bias.defined() ? bias.to(at::kFloat).contiguous() : at::Tensor();
+  const float* bias_values = bias_float.defined() ? bias_float.data_ptr<float>() : nullptr;
+  const bool float_a = a.scalar_type() == at::kFloat, float_out = out_dtype == at::kFloat;
+  const int64_t tile_rows = std::min(M, kFloatProductTile);
+  const at::Tensor a_scratch = float_a ? at::Tensor() : at::empty({tile_rows * K}, a.options().dtype(at::kFloat));
+  const at::Tensor sum_scratch = float_out ? at::Tensor() : at::empty({tile_rows * N}, a.options().dtype(at::kFloat));
+  const float* b_values = b_float.data_ptr<float>();
+  for (int64_t tile_row = 0; tile_row < M; tile_row += kFloatProductTile) {
+    const RowBlocks blocks(std::min(kFloatProductTile, M - tile_row), threads.threads());
+    threads.run(blocks.count, [&](int block) {
+      const int64_t first = tile_row + blocks.begin(block), rows = blocks.end(block) - blocks.begin(block);
+      const float* a_rows;
+      int64_t lda = a_stride;
+      if (float_a) {
+        a_rows = a.data_ptr<float>() + (a_transposed ? first : first * a_stride);
+      } else {
+        const c10::BFloat16* stored = a.data_ptr<c10::BFloat16>();
+        float* scratch = a_scratch.data_ptr<float>() + blocks.begin(block) * K;
+        if (a_transposed) {  // the block's columns of the stored (K x M) matrix, K runs of `rows`
+          for (int64_t k = 0; k < K; ++k) bf16_convert::widen(stored + k * a_stride + first, scratch + k * rows, rows);
+          lda = rows;
+        } else {
+          for (int64_t r = 0; r < rows; ++r) bf16_convert::widen(stored + (first + r) * a_stride, scratch + r * K, K);
+          lda = K;
+        }
+        a_rows = scratch;
+      }
+      float* sums = float_out ? out.data_ptr<float>() + first * N : sum_scratch.data_ptr<float>() + blocks.begin(block) * N;
+      blas_gemm::gemm(a_transposed, b_transposed, rows, N, K, a_rows, lda, b_values, ldb, 0.0f, sums, N);
+      if (bias_values) {  // after the product, as float_product adds it
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t n = 0; n < N; ++n) sums[r * N + n] += bias_values[n];
+        }
+      }
+      if (!float_out) bf16_convert::narrow(sums, out.data_ptr<c10::BFloat16>() + first * N, rows * N);
+    });
+  }
+  return out;
+}
+
+// ProductThreads for Bf16LinearInFloat's backward, kept in its saved data.
+struct ThreadsCapsule : torch::CustomClassHolder {
+  explicit ThreadsCapsule(std::shared_ptr<ProductThreads> threads) : threads(std::move(threads)) {}
+  std::shared_ptr<ProductThreads> threads;
+};
+
 // Applied without a bias when there is none: LibTorch 1.13 rejects undefined tensor inputs.
 struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            const at::Tensor& bias = {}) {
+                            const std::shared_ptr<ProductThreads>& threads) {
+    return forward(ctx, x, weight, at::Tensor(), threads);
+  }
+
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            const at::Tensor& bias, const std::shared_ptr<ProductThreads>& threads) {
     ctx->save_for_backward({x, weight});
     ctx->saved_data["bias"] = bias.defined();
+    if (threads) ctx->saved_data["threads"] = c10::IValue::make_capsule(c10::make_intrusive<ThreadsCapsule>(threads));
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = weight.size(0);
-    return float_product(x.reshape({-1, x.size(-1)}), weight.t(), x.scalar_type(), bias).view(shape);
+    return float_product(x.reshape({-1, x.size(-1)}), weight.t(), x.scalar_type(), bias, threads.get()).view(shape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1];
-    // the gradient feeds both products: widened once where it is a single tile
+    const auto capsule = ctx->saved_data.find("threads");
+    ProductThreads* threads =
+        capsule == ctx->saved_data.end()
+            ? nullptr
+            : c10::static_intrusive_pointer_cast<ThreadsCapsule>(capsule->second.toCapsule())->threads.get();
+    // the gradient feeds both products: widened once where it is a single tile (with threads,
+    // each block widens its own part, on its own thread)
     const at::Tensor grad_rows = grad_outputs[0].reshape({-1, weight.size(0)});
     const bool one_tile = grad_rows.size(0) <= kFloatProductTile && grad_rows.size(1) <= kFloatProductTile;
-    const at::Tensor grad = one_tile ? widened(grad_rows) : grad_rows;
+    const at::Tensor grad = one_tile && threads == nullptr ? widened(grad_rows) : grad_rows;
     at::Tensor grad_x, grad_weight, grad_bias;
-    if (ctx->needs_input_grad(0)) grad_x = float_product(grad, weight, x.scalar_type()).view(x.sizes());
+    if (ctx->needs_input_grad(0)) grad_x = float_product(grad, weight, x.scalar_type(), {}, threads).view(x.sizes());
     if (ctx->needs_input_grad(1)) {
-      grad_weight = float_product(grad.t(), x.reshape({-1, x.size(-1)}), weight.scalar_type());
+      grad_weight = float_product(grad.t(), x.reshape({-1, x.size(-1)}), weight.scalar_type(), {}, threads);
     }
-    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) grad_bias = grad_rows.sum(0);
-    return {grad_x, grad_weight, grad_bias};
+    // one gradient per argument of apply: x, weight, [bias,] threads
+    if (!ctx->saved_data["bias"].toBool()) return {grad_x, grad_weight, at::Tensor()};
+    if (ctx->needs_input_grad(2)) grad_bias = grad_rows.sum(0);
+    return {grad_x, grad_weight, grad_bias, at::Tensor()};
   }
 };
 
@@ -105,11 +207,13 @@ at::Tensor mm_bf16_in_float(const at::Tensor& a, const at::Tensor& b) {
   return at::mm(a, b);
 }
 
-at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_dtype, const at::Tensor& bias) {
+at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_dtype, const at::Tensor& bias,
+                         ProductThreads* threads) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0), "float_product: (M, K) and (K, N) expected, got ",
               a.sizes(), " and ", b.sizes());
   // the float products below must stay float: autocast would cast them back to bf16
   const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::DispatchKey::AutocastCPU);
+  if (split_applies(a, b, threads)) return split_float_product(a, b, out_dtype, bias, *threads);
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1), tile = kFloatProductTile;
   at::Tensor out = at::empty({M, N}, a.options().dtype(out_dtype));
   const bool float_out = out_dtype == at::kFloat;
@@ -141,11 +245,12 @@ at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarTyp
   return out;
 }
 
-at::Tensor bf16_linear_in_float(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+at::Tensor bf16_linear_in_float(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                const std::shared_ptr<ProductThreads>& threads) {
   // autocast's own casts: the parameters' bf16 copies come from (and stay in) its cache
   auto cast = [](const at::Tensor& t) { return at::autocast::cached_cast(at::kBFloat16, t, c10::DeviceType::CPU); };
-  if (!bias.defined()) return Bf16LinearInFloat::apply(cast(x), cast(weight));
-  return Bf16LinearInFloat::apply(cast(x), cast(weight), cast(bias));
+  if (!bias.defined()) return Bf16LinearInFloat::apply(cast(x), cast(weight), threads);
+  return Bf16LinearInFloat::apply(cast(x), cast(weight), cast(bias), threads);
 }
 
 }  // namespace nanogpt

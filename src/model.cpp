@@ -36,7 +36,7 @@ namespace {
 // With `products`, float32 products on the CPU are split across its threads (split_linear.h).
 torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                       const std::shared_ptr<ProductThreads>& products) {
-  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias);
+  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias, products);
   if (products && split_linear_applies(x, weight, *products)) return split_linear(x, weight, bias, products);
   constexpr int64_t kFewRows = 4;
   const int64_t rows = x.numel() / x.size(-1);

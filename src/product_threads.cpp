@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "blas_gemm.h"
+
 namespace nanogpt {
 
 namespace {
@@ -19,6 +21,8 @@ namespace {
 // of microseconds); until then it polls, yielding its core to anything else that wants it.
 constexpr auto kPollFor = std::chrono::milliseconds(5);
 constexpr int kPausePolls = 2000;
+constexpr int64_t kMinRowsPerBlock = 32;
+constexpr int64_t kRowAlign = 16;
 
 void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -137,6 +141,13 @@ void ProductThreads::run(int parts, const std::function<void(int)>& part) {
   if (s.error) std::rethrow_exception(s.error);
 }
 
+RowBlocks::RowBlocks(int64_t rows, int threads) : rows(rows) {
+  const int64_t most = std::max<int64_t>(1, std::min<int64_t>(threads, rows / kMinRowsPerBlock));
+  per_block = std::max<int64_t>(1, (rows + most - 1) / most);
+  if (most > 1) per_block = (per_block + kRowAlign - 1) / kRowAlign * kRowAlign;
+  count = static_cast<int>(std::max<int64_t>(1, (rows + per_block - 1) / per_block));
+}
+
 std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not) {
   auto refuse = [&](const std::string& reason) {
     if (why_not) *why_not = reason;
@@ -147,7 +158,7 @@ std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not) {
   // the BLAS LibTorch itself calls: resolved in the process, not linked by this library
   const auto get_threads = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   const auto set_threads = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-  if (!get_threads || !set_threads || !dlsym(RTLD_DEFAULT, "sgemm_")) {
+  if (!get_threads || !set_threads || !blas_gemm::available()) {
     return refuse("the BLAS is not OpenBLAS; its own threading is kept");
   }
   const int blas_threads = get_threads();

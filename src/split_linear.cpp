@@ -1,6 +1,5 @@
 #include "nanogpt/split_linear.h"
 
-#include <dlfcn.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
@@ -12,53 +11,14 @@
 #include "nanogpt/compat.h"
 #include "nanogpt/product_threads.h"
 
+#include "blas_gemm.h"
+
 namespace nanogpt {
 
 namespace {
 
+using blas_gemm::gemm;
 using torch::autograd::variable_list;
-
-// Fewer rows than this per block and the split costs more than it saves.
-constexpr int64_t kMinRowsPerBlock = 32;
-// Block edges at multiples of OpenBLAS's row unrolling, so no block runs its tail kernels
-// where the whole product would not.
-constexpr int64_t kRowAlign = 16;
-
-using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*, const float*,
-                       const int*, const float*, const int*, const float*, float*, const int*);
-
-// The BLAS LibTorch calls (product_threads_for_blas checked that it has sgemm_).
-Sgemm blas_sgemm() {
-  static const auto sgemm = reinterpret_cast<Sgemm>(dlsym(RTLD_DEFAULT, "sgemm_"));
-  TORCH_CHECK(sgemm != nullptr, "split_linear: the process has no sgemm_");
-  return sgemm;
-}
-
-// Row-major c (rows x cols, row stride ldc) = op(a) @ op(b) + beta * c, where op(a) is
-// (rows x inner) and op(b) (inner x cols); a transposed operand is stored the other way round.
-// Fortran's sgemm is column-major: it computes c.T = op(b).T @ op(a).T.
-void gemm(bool a_transposed, bool b_transposed, int64_t rows, int64_t cols, int64_t inner, const float* a,
-          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  const char op_b = b_transposed ? 'T' : 'N', op_a = a_transposed ? 'T' : 'N';
-  const int m = static_cast<int>(cols), n = static_cast<int>(rows), k = static_cast<int>(inner);
-  const int lb = static_cast<int>(ldb), la = static_cast<int>(lda), lc = static_cast<int>(ldc);
-  const float one = 1.0f;
-  blas_sgemm()(&op_b, &op_a, &m, &n, &k, &one, b, &lb, a, &la, &beta, c, &lc);
-}
-
-// `rows` cut into at most `threads` blocks of at least kMinRowsPerBlock rows.
-struct RowBlocks {
-  RowBlocks(int64_t rows, int threads) : rows(rows) {
-    const int64_t most = std::max<int64_t>(1, std::min<int64_t>(threads, rows / kMinRowsPerBlock));
-    per_block = (rows + most - 1) / most;
-    if (most > 1) per_block = (per_block + kRowAlign - 1) / kRowAlign * kRowAlign;
-    count = static_cast<int>(std::max<int64_t>(1, (rows + per_block - 1) / per_block));
-  }
-  int64_t begin(int block) const { return std::min(rows, block * per_block); }
-  int64_t end(int block) const { return std::min(rows, (block + 1) * per_block); }
-  int64_t rows, per_block;
-  int count;
-};
 
 bool fits_blas_int(const at::Tensor& t) {
   return std::all_of(t.sizes().begin(), t.sizes().end(), [](int64_t n) { return n < INT_MAX; }) && t.numel() < INT_MAX;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "nanogpt/compat.h"
+#include "nanogpt/float_products.h"
 #include "nanogpt/model.h"
 #include "nanogpt/product_threads.h"
 #include "nanogpt/split_linear.h"
@@ -222,5 +223,78 @@ TEST(SplitLinear, ATrainingStepOfGptMatchesTheUnsplitOne) {
   const auto named = split->named_parameters();
   for (size_t i = 0; i < named.size(); ++i) {
     expect_close(named[i].value().grad(), plain->parameters()[i].grad(), named[i].key());
+  }
+}
+
+namespace {
+
+// ProductThreads whose BLAS hook counts the runs that were split (one call to 1 per run)
+struct CountedThreads {
+  std::shared_ptr<int> split_runs = std::make_shared<int>(0);
+  std::shared_ptr<ProductThreads> threads = std::make_shared<ProductThreads>(
+      3, [runs = split_runs](int n) { *runs += n == 1; }, /*blas_threads=*/5);
+};
+
+torch::Tensor bf16(const torch::Tensor& t) { return t.to(torch::kBFloat16); }
+
+double max_error(const torch::Tensor& got, const torch::Tensor& expected) {
+  return (got.to(torch::kDouble) - expected).abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(SplitFloatProduct, BlocksOnThreadsGiveTheWidenedProduct) {
+  if (!process_has_sgemm()) GTEST_SKIP() << "no sgemm_ in this process";
+  torch::manual_seed(6);
+  CountedThreads counted;
+  // two tiles of rows, a bias, both result dtypes
+  const auto a = bf16(torch::randn({kFloatProductTile + 476, 200})), b = bf16(torch::randn({200, 300}));
+  const auto bias = bf16(torch::randn({300}));
+  const auto expected = torch::mm(a.to(torch::kDouble), b.to(torch::kDouble)) + bias.to(torch::kDouble);
+  const auto got = float_product(a, b, torch::kFloat, bias, counted.threads.get());
+  EXPECT_EQ(*counted.split_runs, 2);
+  EXPECT_LT(max_error(got, expected), 1e-4);
+  EXPECT_TRUE(torch::equal(float_product(a, b, torch::kBFloat16, bias, counted.threads.get()), bf16(got)));
+  EXPECT_LT(max_error(got, float_product(a, b, torch::kFloat, bias).to(torch::kDouble)), 1e-4);  // unsplit
+  // transposed operands, as the linear layer's backward passes them: grad.T @ x and x @ weight.T
+  const auto grad = bf16(torch::randn({768, 96})), x = bf16(torch::randn({768, 64})), weight = bf16(torch::randn({96, 64}));
+  const auto grad_weight = float_product(grad.t(), x, torch::kFloat, {}, counted.threads.get());
+  EXPECT_LT(max_error(grad_weight, torch::mm(grad.t().to(torch::kDouble), x.to(torch::kDouble))), 1e-4);
+  const auto projected = float_product(x, weight.t(), torch::kFloat, {}, counted.threads.get());
+  EXPECT_LT(max_error(projected, torch::mm(x.to(torch::kDouble), weight.t().to(torch::kDouble))), 1e-4);
+  // a float operand is read as it is
+  const auto x_float = torch::randn({100, 64});
+  const auto mixed = float_product(x_float, weight.t(), torch::kBFloat16, {}, counted.threads.get());
+  EXPECT_TRUE(torch::equal(mixed, bf16(torch::mm(x_float, weight.t().to(torch::kFloat)))));
+  EXPECT_EQ(*counted.split_runs, 7);
+  // too few rows for two blocks, or an inner dimension past a tile: float_product's own path
+  float_product(bf16(torch::randn({63, 8})), bf16(torch::randn({8, 8})), torch::kFloat, {}, counted.threads.get());
+  float_product(bf16(torch::randn({64, kFloatProductTile + 1})), bf16(torch::randn({kFloatProductTile + 1, 8})),
+                torch::kFloat, {}, counted.threads.get());
+  EXPECT_EQ(*counted.split_runs, 7);
+}
+
+TEST(SplitFloatProduct, Bf16LinearOnThreadsFollowsTheUnsplitOne) {
+  if (!process_has_sgemm()) GTEST_SKIP() << "no sgemm_ in this process";
+  torch::manual_seed(7);
+  CountedThreads counted;
+  const torch::Tensor x = torch::randn({6, 40, 64}, torch::requires_grad());
+  const torch::Tensor w = (torch::randn({96, 64}) * 0.1).requires_grad_();
+  const torch::Tensor b = torch::randn({96}).requires_grad_();
+  const AutocastGuard autocast(at::kCPU, AutocastState{true, at::kBFloat16});
+  const torch::Tensor y = bf16_linear_in_float(x, w, b, counted.threads);
+  const torch::Tensor y_ref = bf16_linear_in_float(x, w, b);
+  EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(*counted.split_runs, 1);
+  // each output is the same float sum rounded once: equal, or one bf16 step apart where the
+  // two BLAS calls added the terms in another order
+  EXPECT_LE(max_error(y, y_ref.to(torch::kDouble)), 1e-2 * y_ref.abs().max().item<double>());
+  const torch::Tensor grad = torch::randn(y.sizes()).to(torch::kBFloat16);
+  const auto grads = torch::autograd::grad({y}, {x, w, b}, {grad});
+  const auto grads_ref = torch::autograd::grad({y_ref}, {x, w, b}, {grad});
+  EXPECT_EQ(*counted.split_runs, 3);  // forward, then both backward products
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_LE(max_error(grads[i], grads_ref[i].to(torch::kDouble)), 1e-2 * grads_ref[i].abs().max().item<double>())
+        << "gradient " << i;
   }
 }

@@ -5,6 +5,8 @@
 // (docs/performance.md, "Split products"). Here each product is instead cut into blocks of
 // whole output rows, and each block is one single-threaded sgemm call on its own thread: the
 // caller takes the first block, helper threads owned by this object the others.
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -30,6 +32,17 @@ class ProductThreads {
   struct State;
   int threads_;
   std::unique_ptr<State> state_;
+};
+
+// `rows` cut into at most `threads` blocks for ProductThreads::run, of at least 32 rows each
+// (fewer cost more to hand over than they save), their edges at multiples of 16 rows
+// (OpenBLAS's row unrolling: no block runs a tail kernel the whole product would not).
+struct RowBlocks {
+  RowBlocks(int64_t rows, int threads);
+  int64_t begin(int block) const { return std::min(rows, block * per_block); }
+  int64_t end(int block) const { return std::min(rows, (block + 1) * per_block); }
+  int64_t rows, per_block;
+  int count;
 };
 
 // ProductThreads with one thread per thread of the process's OpenBLAS (OPENBLAS_NUM_THREADS,
