@@ -16,7 +16,7 @@ bool split_linear_applies(const at::Tensor& x, const at::Tensor& weight, const P
 // F::linear(x, weight, bias), x (..., in), weight (out, in), bias (out) or undefined; forward
 // and backward products split across `threads`. Each output element is one sgemm dot product,
 // so it equals LibTorch's single-threaded result up to the BLAS's choice of kernel for the
-// block. Differentiable.
+// block. Differentiable once: its backward is not itself recorded (training needs no more).
 at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                         const std::shared_ptr<ProductThreads>& threads);
 
