@@ -40,7 +40,7 @@ at::Tensor causal_mask(int64_t rows, int64_t cols, int64_t row_offset, const at:
 }  // namespace
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            double dropout_p, int64_t past_length) {
+                            double dropout_p, int64_t past_length, const std::shared_ptr<ProductThreads>& threads) {
   const int64_t tq = q.size(-2);
   const int64_t tk = k.size(-2);
 #if TORCH_VERSION_MAJOR >= 2
@@ -49,7 +49,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   // keep mask from the same generator (CpuAttention.DropoutDrawsLibTorchsMaskAndMatchesAReference)
   // and keeps neither.
   if (dropout_p > 0 && fused_cpu_attention_applies(q, k, v)) {
-    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
+    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p, threads);
   }
   if (past_length == 0 && tq == tk) {
     return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
@@ -58,7 +58,9 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
 #else
   // 1.13's attention on the CPU is plain matrix products over a materialised (T, T) mask.
-  if (fused_cpu_attention_applies(q, k, v)) return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
+  if (fused_cpu_attention_applies(q, k, v)) {
+    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p, threads);
+  }
   if (tq == 1) return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, dropout_p));
   return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
 #endif

@@ -7,6 +7,9 @@
 #include <cmath>
 #include <vector>
 
+#include "nanogpt/product_threads.h"
+#include "nanogpt/split_linear.h"
+
 #include "attention_kernel.h"
 #include "bf16_convert.h"
 
@@ -71,14 +74,21 @@ kernel::HeadShape head_shape(const at::Tensor& q, const at::Tensor& k, int64_t p
   return {q.size(2), k.size(2), past_length, q.size(3), static_cast<float>(1.0 / std::sqrt(double(q.size(3))))};
 }
 
-// Runs `body(b, h, scratch)` for every head, the heads spread over LibTorch's threads.
+// Runs `body(b, h, scratch)` for every head, the heads spread over `threads` when given, else
+// over LibTorch's threads.
 template <typename Body>
-void for_each_head(const at::Tensor& q, int64_t scratch_floats, const Body& body) {
+void for_each_head(const at::Tensor& q, int64_t scratch_floats, ProductThreads* threads, const Body& body) {
   const int64_t heads = q.size(0) * q.size(1), nh = q.size(1);
-  at::parallel_for(0, heads, 1, [&](int64_t begin, int64_t end) {
+  auto run_heads = [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(scratch_floats);
     for (int64_t bh = begin; bh < end; ++bh) body(bh / nh, bh % nh, scratch.data());
-  });
+  };
+  if (threads == nullptr || heads < 2) {
+    at::parallel_for(0, heads, 1, run_heads);
+    return;
+  }
+  const int parts = static_cast<int>(std::min<int64_t>(threads->threads(), heads));
+  threads->run(parts, [&](int part) { run_heads(heads * part / parts, heads * (part + 1) / parts); });
 }
 
 // Which probabilities attention dropout keeps: drawn as ATen's dropout draws its noise
@@ -100,7 +110,8 @@ kernel::DropoutMask head_dropout(const at::Tensor& keep, float scale, int64_t b,
 
 struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
-                            const at::Tensor& v_in, int64_t past_length, double dropout_p) {
+                            const at::Tensor& v_in, int64_t past_length, double dropout_p,
+                            const std::shared_ptr<ProductThreads>& threads) {
     const at::Tensor q = with_contiguous_rows(q_in), k = with_contiguous_rows(k_in), v = with_contiguous_rows(v_in);
     const kernel::HeadShape shape = head_shape(q, k, past_length);
     const at::Tensor keep = dropout_p > 0 ? dropout_keep_mask(q, k, dropout_p) : at::Tensor();
@@ -110,7 +121,8 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options().dtype(at::kFloat));
     const int64_t kernel_floats = kernel::forward_scratch_floats(shape);
     const int64_t positions = std::max(shape.queries, shape.keys);
-    for_each_head(q, kernel_floats + staging_floats(q, 4, positions), [&](int64_t b, int64_t h, float* scratch) {
+    for_each_head(q, kernel_floats + staging_floats(q, 4, positions), threads.get(),
+                  [&](int64_t b, int64_t h, float* scratch) {
       float* staging = scratch + kernel_floats;
       const int64_t dim = shape.dim;
       const kernel::MutableRows out_rows = output_rows(out_heads, b, h, staging + 3 * positions * dim);
@@ -122,6 +134,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     ctx->save_for_backward({q, k, v, out, lse, keep});
     ctx->saved_data["past_length"] = past_length;
     ctx->saved_data["dropout_scale"] = static_cast<double>(scale);
+    if (threads) ctx->saved_data["threads"] = saved_threads(threads);
     return out;
   }
 
@@ -137,7 +150,10 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
     const int64_t kernel_floats = kernel::backward_scratch_floats(shape, keep.defined());
     const int64_t positions = std::max(shape.queries, shape.keys);
-    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), [&](int64_t b, int64_t h, float* scratch) {
+    const auto kept = ctx->saved_data.find("threads");
+    ProductThreads* threads = kept == ctx->saved_data.end() ? nullptr : threads_in(kept->second);
+    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), threads,
+                  [&](int64_t b, int64_t h, float* scratch) {
       const int64_t head = positions * shape.dim;
       float* staging = scratch + kernel_floats;
       const kernel::MutableRows dq_rows = output_rows(dq, b, h, staging + 5 * head);
@@ -152,7 +168,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
       store_rows(dk, b, h, dk_rows.data);
       store_rows(dv, b, h, dv_rows.data);
     });
-    return {dq, dk, dv, at::Tensor(), at::Tensor()};
+    return {dq, dk, dv, at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -174,13 +190,14 @@ bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                      int64_t past_length, double dropout_p) {
+                                      int64_t past_length, double dropout_p,
+                                      const std::shared_ptr<ProductThreads>& threads) {
   TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 or bfloat16 CPU (B, nh, T, hs) tensors of one dtype expected");
   TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
               " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
   TORCH_CHECK(dropout_p >= 0 && dropout_p < 1, "fused_cpu_causal_attention: dropout ", dropout_p,
               " is outside [0, 1)");
-  return heads_view(FusedCausalAttention::apply(q, k, v, past_length, dropout_p));
+  return heads_view(FusedCausalAttention::apply(q, k, v, past_length, dropout_p, threads));
 }
 
 }  // namespace nanogpt

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "nanogpt/product_threads.h"
+
 #include "bf16_convert.h"
 #include "gelu_kernel.h"
 
@@ -29,16 +31,28 @@ void forward_bf16(const c10::BFloat16* x, c10::BFloat16* y, c10::BFloat16* slope
   }
 }
 
-// gelu(x) of a contiguous float32 or bfloat16 tensor and, given `slope`, gelu'(x) into it;
-// in chunks spread over LibTorch's threads.
-at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope) {
+constexpr int64_t kGrain = 16384;
+
+// body(begin, end) over [0, n) in chunks: on `threads` when given (a chunk per thread), else
+// spread over LibTorch's threads.
+template <typename Body>
+void for_each_chunk(int64_t n, ProductThreads* threads, const Body& body) {
+  const int parts = threads == nullptr ? 1 : static_cast<int>(std::min<int64_t>(threads->threads(), n / kGrain));
+  if (parts < 2) {
+    at::parallel_for(0, n, kGrain, body);
+    return;
+  }
+  threads->run(parts, [&](int part) { body(n * part / parts, n * (part + 1) / parts); });
+}
+
+// gelu(x) of a contiguous float32 or bfloat16 tensor and, given `slope`, gelu'(x) into it.
+at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope, ProductThreads* threads) {
   at::Tensor y = at::empty_like(x);
-  constexpr int64_t kGrain = 16384;
   if (x.scalar_type() == at::kBFloat16) {
     const c10::BFloat16* in = x.data_ptr<c10::BFloat16>();
     c10::BFloat16* out = y.data_ptr<c10::BFloat16>();
     c10::BFloat16* slopes = slope != nullptr ? slope->data_ptr<c10::BFloat16>() : nullptr;
-    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    for_each_chunk(x.numel(), threads, [&](int64_t begin, int64_t end) {
       forward_bf16(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
     });
     return y;
@@ -46,7 +60,7 @@ at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope) {
   const float* in = x.data_ptr<float>();
   float* out = y.data_ptr<float>();
   float* slopes = slope != nullptr ? slope->data_ptr<float>() : nullptr;
-  at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+  for_each_chunk(x.numel(), threads, [&](int64_t begin, int64_t end) {
     gelu_kernel::forward(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
   });
   return y;
@@ -55,16 +69,16 @@ at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope) {
 // Keeps the slope for backward instead of the input: as many bytes as ATen's GeluBackward
 // keeps, and backward is one multiplication.
 struct FusedGelu : torch::autograd::Function<FusedGelu> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x) {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, ProductThreads* threads) {
     const at::Tensor input = x.contiguous();
     at::Tensor slope = at::empty_like(input);
-    at::Tensor y = gelu_of(input, &slope);
+    at::Tensor y = gelu_of(input, &slope, threads);
     ctx->save_for_backward({slope});
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    return {grad_outputs[0] * ctx->get_saved_variables()[0]};
+    return {grad_outputs[0] * ctx->get_saved_variables()[0], at::Tensor()};
   }
 };
 
@@ -74,13 +88,15 @@ bool fused_cpu_gelu_applies(const at::Tensor& x) {
   return x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
 }
 
-at::Tensor fused_cpu_gelu(const at::Tensor& x) {
+at::Tensor fused_cpu_gelu(const at::Tensor& x, ProductThreads* threads) {
   TORCH_CHECK(fused_cpu_gelu_applies(x), "fused_cpu_gelu: a float32 or bfloat16 CPU tensor expected, got ", x.scalar_type(),
               " on ", x.device());
-  if (at::GradMode::is_enabled() && x.requires_grad()) return FusedGelu::apply(x);
-  return gelu_of(x.contiguous(), nullptr);
+  if (at::GradMode::is_enabled() && x.requires_grad()) return FusedGelu::apply(x, threads);
+  return gelu_of(x.contiguous(), nullptr, threads);
 }
 
-at::Tensor mlp_gelu(const at::Tensor& x) { return fused_cpu_gelu_applies(x) ? fused_cpu_gelu(x) : at::gelu(x); }
+at::Tensor mlp_gelu(const at::Tensor& x, ProductThreads* threads) {
+  return fused_cpu_gelu_applies(x) ? fused_cpu_gelu(x, threads) : at::gelu(x);
+}
 
 }  // namespace nanogpt

@@ -10,6 +10,7 @@
 
 #include "nanogpt/compat.h"
 #include "nanogpt/product_threads.h"
+#include "nanogpt/split_linear.h"
 
 #include "bf16_convert.h"
 #include "blas_gemm.h"
@@ -142,12 +143,6 @@ at::Tensor split_float_product(at::Tensor a, const at::Tensor& b, at::ScalarType
   return out;
 }
 
-// ProductThreads for Bf16LinearInFloat's backward, kept in its saved data.
-struct ThreadsCapsule : torch::CustomClassHolder {
-  explicit ThreadsCapsule(std::shared_ptr<ProductThreads> threads) : threads(std::move(threads)) {}
-  std::shared_ptr<ProductThreads> threads;
-};
-
 // Applied without a bias when there is none: LibTorch 1.13 rejects undefined tensor inputs.
 struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
@@ -159,7 +154,7 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
                             const at::Tensor& bias, const std::shared_ptr<ProductThreads>& threads) {
     ctx->save_for_backward({x, weight});
     ctx->saved_data["bias"] = bias.defined();
-    if (threads) ctx->saved_data["threads"] = c10::IValue::make_capsule(c10::make_intrusive<ThreadsCapsule>(threads));
+    if (threads) ctx->saved_data["threads"] = saved_threads(threads);
     std::vector<int64_t> shape = x.sizes().vec();
     shape.back() = weight.size(0);
     return float_product(x.reshape({-1, x.size(-1)}), weight.t(), x.scalar_type(), bias, threads.get()).view(shape);
@@ -168,11 +163,8 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1];
-    const auto capsule = ctx->saved_data.find("threads");
-    ProductThreads* threads =
-        capsule == ctx->saved_data.end()
-            ? nullptr
-            : c10::static_intrusive_pointer_cast<ThreadsCapsule>(capsule->second.toCapsule())->threads.get();
+    const auto kept = ctx->saved_data.find("threads");
+    ProductThreads* threads = kept == ctx->saved_data.end() ? nullptr : threads_in(kept->second);
     // the gradient feeds both products: widened once where it is a single tile (with threads,
     // each block widens its own part, on its own thread)
     const at::Tensor grad_rows = grad_outputs[0].reshape({-1, weight.size(0)});

@@ -92,7 +92,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, torch::Te
     *cached_values = v;
   }
   const double dropout_p = is_training() ? dropout : 0.0;
-  torch::Tensor y = causal_attention(q, k, v, dropout_p, past_length);
+  torch::Tensor y = causal_attention(q, k, v, dropout_p, past_length, products);
   y = y.transpose(1, 2).contiguous().view({B, T, C});  // re-assemble all heads side by side
   return resid_dropout(project(c_proj, y, products));
 }
@@ -106,7 +106,7 @@ MLPImpl::MLPImpl(const GPTConfig& config) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return dropout(project(c_proj, mlp_gelu(project(c_fc, x, products)), products));
+  return dropout(project(c_proj, mlp_gelu(project(c_fc, x, products), products.get()), products));
 }
 
 BlockImpl::BlockImpl(const GPTConfig& config) {

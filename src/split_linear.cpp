@@ -20,6 +20,11 @@ namespace {
 using blas_gemm::gemm;
 using torch::autograd::variable_list;
 
+struct ThreadsCapsule : torch::CustomClassHolder {
+  explicit ThreadsCapsule(std::shared_ptr<ProductThreads> threads) : threads(std::move(threads)) {}
+  std::shared_ptr<ProductThreads> threads;
+};
+
 bool fits_blas_int(const at::Tensor& t) {
   return std::all_of(t.sizes().begin(), t.sizes().end(), [](int64_t n) { return n < INT_MAX; }) && t.numel() < INT_MAX;
 }
@@ -109,6 +114,14 @@ at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at:
     torch::autograd::set_history(out, node);
   }
   return out;
+}
+
+c10::IValue saved_threads(const std::shared_ptr<ProductThreads>& threads) {
+  return c10::IValue::make_capsule(c10::make_intrusive<ThreadsCapsule>(threads));
+}
+
+ProductThreads* threads_in(const c10::IValue& saved) {
+  return c10::static_intrusive_pointer_cast<ThreadsCapsule>(saved.toCapsule())->threads.get();
 }
 
 }  // namespace nanogpt

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "nanogpt/cpu_gelu.h"
+#include "nanogpt/product_threads.h"
 
 #include "gelu_kernel.h"  // src/: the kernel itself, for its baseline copy
 
@@ -98,4 +99,25 @@ TEST(CpuGelu, ChoosesThePathByTensor) {
   } catch (const c10::Error& e) {
     EXPECT_NE(std::string(e.what()).find("float32 or bfloat16 CPU tensor expected, got Double"), std::string::npos) << e.what();
   }
+}
+
+TEST(CpuGelu, ChunksOnProductThreadsGiveTheSameBits) {
+  auto runs = std::make_shared<int>(0);
+  ProductThreads threads(3, [runs](int n) { *runs += n == 1; }, /*blas_threads=*/5);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    torch::manual_seed(13);
+    const auto x = (torch::randn({3 * 16384 + 5}) * 3).to(dtype).requires_grad_();
+    const auto grad = torch::randn({3 * 16384 + 5}).to(dtype);
+    const int runs_before = *runs;
+    const auto on_threads = fused_cpu_gelu(x, &threads);
+    EXPECT_EQ(*runs - runs_before, 1);
+    const auto plain = fused_cpu_gelu(x);
+    EXPECT_TRUE(torch::equal(on_threads, plain)) << dtype;
+    EXPECT_TRUE(torch::equal(torch::autograd::grad({on_threads}, {x}, {grad})[0],
+                             torch::autograd::grad({plain}, {x}, {grad})[0])) << dtype;
+  }
+  // fewer elements than two chunks: LibTorch's loop, no run
+  const int runs_before = *runs;
+  fused_cpu_gelu(torch::randn({1000}), &threads);
+  EXPECT_EQ(*runs, runs_before);
 }

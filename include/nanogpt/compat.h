@@ -2,12 +2,18 @@
 // The few places where LibTorch 1.13 and 2.x (CPU or CUDA) differ, behind small functions.
 #include <ATen/ATen.h>
 
+#include <memory>
+
 namespace nanogpt {
 
+class ProductThreads;
+
 // Causal scaled dot-product attention over (B, nh, T, hs) tensors. `past_length`
-// is the number of cached key/value positions that precede the queries.
+// is the number of cached key/value positions that precede the queries. The port's fused CPU
+// kernel spreads its heads over `threads` when given (cpu_attention.h).
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            double dropout_p, int64_t past_length);
+                            double dropout_p, int64_t past_length,
+                            const std::shared_ptr<ProductThreads>& threads = nullptr);
 
 // LibTorch's own scaled dot-product attention over (B, nh, Tq, hs) queries and (B, nh, Tk, hs)
 // keys and values, attending where the bool (Tq, Tk) `mask` is true: 1.13's

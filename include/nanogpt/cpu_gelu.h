@@ -8,14 +8,17 @@
 
 namespace nanogpt {
 
+class ProductThreads;
+
 // Whether fused_cpu_gelu computes gelu(x): a float32 or bfloat16 CPU tensor.
 bool fused_cpu_gelu_applies(const at::Tensor& x);
 
 // 0.5 x (1 + erf(x / sqrt 2)), differentiable; the normal cdf within about 1e-7 of the exact
 // value (erf by the approximation oneDNN's GELU uses, without its cancellation for negative x).
-at::Tensor fused_cpu_gelu(const at::Tensor& x);
+// Its chunks run on `threads` when given (product_threads.h), else on LibTorch's threads.
+at::Tensor fused_cpu_gelu(const at::Tensor& x, ProductThreads* threads = nullptr);
 
 // The MLP's GELU: fused_cpu_gelu where it applies and at::gelu elsewhere (CUDA, float16).
-at::Tensor mlp_gelu(const at::Tensor& x);
+at::Tensor mlp_gelu(const at::Tensor& x, ProductThreads* threads = nullptr);
 
 }  // namespace nanogpt

@@ -20,4 +20,9 @@ bool split_linear_applies(const at::Tensor& x, const at::Tensor& weight, const P
 at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                         const std::shared_ptr<ProductThreads>& threads);
 
+// ProductThreads in a custom autograd function's saved data, for its backward: the IValue that
+// holds them (kept alive with it), and the threads it holds.
+c10::IValue saved_threads(const std::shared_ptr<ProductThreads>& threads);
+ProductThreads* threads_in(const c10::IValue& saved);
+
 }  // namespace nanogpt
