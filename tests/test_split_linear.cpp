@@ -298,3 +298,26 @@ TEST(SplitFloatProduct, Bf16LinearOnThreadsFollowsTheUnsplitOne) {
         << "gradient " << i;
   }
 }
+
+TEST(SplitFloatProduct, AFloatInputIsCastInTheBlocksAsAutocastCastsIt) {
+  if (!process_has_sgemm()) GTEST_SKIP() << "no sgemm_ in this process";
+  torch::manual_seed(8);
+  const auto threads = three_threads();
+  const torch::Tensor x = torch::randn({5, 30, 64}, torch::requires_grad());  // float32, as LayerNorm's output
+  const torch::Tensor w = (torch::randn({96, 64}) * 0.1).requires_grad_();
+  const torch::Tensor b = torch::randn({96}).requires_grad_();
+  const torch::Tensor grad = torch::randn({5, 30, 96}).to(torch::kBFloat16);
+  const AutocastGuard autocast(at::kCPU, AutocastState{true, at::kBFloat16});
+  const torch::Tensor fused = bf16_linear_in_float(x, w, b, threads);
+  const auto fused_grads = torch::autograd::grad({fused}, {x, w, b}, {grad});
+  // the cast done first, as autocast does it, on the same threads
+  const torch::Tensor x_bf16 = x.detach().to(torch::kBFloat16).requires_grad_();
+  const torch::Tensor cast_first = bf16_linear_in_float(x_bf16, w, b, threads);
+  const auto cast_first_grads = torch::autograd::grad({cast_first}, {x_bf16, w, b}, {grad});
+  EXPECT_EQ(fused.scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(fused, cast_first));
+  EXPECT_EQ(fused_grads[0].scalar_type(), torch::kFloat);  // x's own dtype, holding bf16 values
+  EXPECT_TRUE(torch::equal(fused_grads[0], cast_first_grads[0].to(torch::kFloat)));
+  EXPECT_TRUE(torch::equal(fused_grads[1], cast_first_grads[1]));
+  EXPECT_TRUE(torch::equal(fused_grads[2], cast_first_grads[2]));
+}
