@@ -186,6 +186,7 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
     shape.back() = weight.size(0);
     const at::Tensor x_rows = x.reshape({-1, x.size(-1)});
     const bool float_x = x.scalar_type() == at::kFloat;
+    TORCH_CHECK(!float_x || threads, "Bf16LinearInFloat: a float32 input needs ProductThreads (bf16_linear_in_float)");
     at::Tensor x_bf16 = float_x ? at::empty(x_rows.sizes(), x.options().dtype(at::kBFloat16)) : x;
     const at::Tensor out = float_x ? split_float_product(x_rows, weight.t(), at::kBFloat16, bias, *threads,
                                                          AutocastRounding{&x_bf16, false})
