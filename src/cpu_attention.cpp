@@ -1,17 +1,16 @@
 #include "nanogpt/cpu_attention.h"
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "nanogpt/product_threads.h"
 #include "nanogpt/split_linear.h"
 
 #include "attention_kernel.h"
 #include "bf16_convert.h"
+#include "parallel_ranges.h"
 
 namespace nanogpt {
 
@@ -78,17 +77,11 @@ kernel::HeadShape head_shape(const at::Tensor& q, const at::Tensor& k, int64_t p
 // over LibTorch's threads.
 template <typename Body>
 void for_each_head(const at::Tensor& q, int64_t scratch_floats, ProductThreads* threads, const Body& body) {
-  const int64_t heads = q.size(0) * q.size(1), nh = q.size(1);
-  auto run_heads = [&](int64_t begin, int64_t end) {
+  const int64_t nh = q.size(1);
+  parallel_ranges(threads, q.size(0) * nh, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(scratch_floats);
     for (int64_t bh = begin; bh < end; ++bh) body(bh / nh, bh % nh, scratch.data());
-  };
-  if (threads == nullptr || heads < 2) {
-    at::parallel_for(0, heads, 1, run_heads);
-    return;
-  }
-  const int parts = static_cast<int>(std::min<int64_t>(threads->threads(), heads));
-  threads->run(parts, [&](int part) { run_heads(heads * part / parts, heads * (part + 1) / parts); });
+  });
 }
 
 // Which probabilities attention dropout keeps: drawn as ATen's dropout draws its noise
@@ -134,7 +127,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     ctx->save_for_backward({q, k, v, out, lse, keep});
     ctx->saved_data["past_length"] = past_length;
     ctx->saved_data["dropout_scale"] = static_cast<double>(scale);
-    if (threads) ctx->saved_data["threads"] = saved_threads(threads);
+    keep_threads(ctx, threads);
     return out;
   }
 
@@ -150,9 +143,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
     const int64_t kernel_floats = kernel::backward_scratch_floats(shape, keep.defined());
     const int64_t positions = std::max(shape.queries, shape.keys);
-    const auto kept = ctx->saved_data.find("threads");
-    ProductThreads* threads = kept == ctx->saved_data.end() ? nullptr : threads_in(kept->second);
-    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), threads,
+    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), kept_threads(ctx),
                   [&](int64_t b, int64_t h, float* scratch) {
       const int64_t head = positions * shape.dim;
       float* staging = scratch + kernel_floats;

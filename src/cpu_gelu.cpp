@@ -1,14 +1,12 @@
 #include "nanogpt/cpu_gelu.h"
 
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 
-#include "nanogpt/product_threads.h"
-
 #include "bf16_convert.h"
 #include "gelu_kernel.h"
+#include "parallel_ranges.h"
 
 namespace nanogpt {
 
@@ -33,18 +31,6 @@ void forward_bf16(const c10::BFloat16* x, c10::BFloat16* y, c10::BFloat16* slope
 
 constexpr int64_t kGrain = 16384;
 
-// body(begin, end) over [0, n) in chunks: on `threads` when given (a chunk per thread), else
-// spread over LibTorch's threads.
-template <typename Body>
-void for_each_chunk(int64_t n, ProductThreads* threads, const Body& body) {
-  const int parts = threads == nullptr ? 1 : static_cast<int>(std::min<int64_t>(threads->threads(), n / kGrain));
-  if (parts < 2) {
-    at::parallel_for(0, n, kGrain, body);
-    return;
-  }
-  threads->run(parts, [&](int part) { body(n * part / parts, n * (part + 1) / parts); });
-}
-
 // gelu(x) of a contiguous float32 or bfloat16 tensor and, given `slope`, gelu'(x) into it.
 at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope, ProductThreads* threads) {
   at::Tensor y = at::empty_like(x);
@@ -52,7 +38,7 @@ at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope, ProductThreads* threa
     const c10::BFloat16* in = x.data_ptr<c10::BFloat16>();
     c10::BFloat16* out = y.data_ptr<c10::BFloat16>();
     c10::BFloat16* slopes = slope != nullptr ? slope->data_ptr<c10::BFloat16>() : nullptr;
-    for_each_chunk(x.numel(), threads, [&](int64_t begin, int64_t end) {
+    parallel_ranges(threads, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
       forward_bf16(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
     });
     return y;
@@ -60,7 +46,7 @@ at::Tensor gelu_of(const at::Tensor& x, at::Tensor* slope, ProductThreads* threa
   const float* in = x.data_ptr<float>();
   float* out = y.data_ptr<float>();
   float* slopes = slope != nullptr ? slope->data_ptr<float>() : nullptr;
-  for_each_chunk(x.numel(), threads, [&](int64_t begin, int64_t end) {
+  parallel_ranges(threads, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
     gelu_kernel::forward(in + begin, out + begin, slopes != nullptr ? slopes + begin : nullptr, end - begin);
   });
   return y;

@@ -194,15 +194,14 @@ struct Bf16LinearInFloat : torch::autograd::Function<Bf16LinearInFloat> {
     ctx->save_for_backward({x_bf16.view(x.sizes()), weight});  // what autocast's linear keeps
     ctx->saved_data["bias"] = bias.defined();
     ctx->saved_data["float_x"] = float_x;
-    if (threads) ctx->saved_data["threads"] = saved_threads(threads);
+    keep_threads(ctx, threads);
     return out.view(shape);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &x = saved[0], &weight = saved[1];
-    const auto kept = ctx->saved_data.find("threads");
-    ProductThreads* threads = kept == ctx->saved_data.end() ? nullptr : threads_in(kept->second);
+    ProductThreads* threads = kept_threads(ctx);
     // the gradient feeds both products: widened once where it is a single tile (with threads,
     // each block widens its own part, on its own thread)
     const at::Tensor grad_rows = grad_outputs[0].reshape({-1, weight.size(0)});

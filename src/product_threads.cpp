@@ -148,9 +148,12 @@ RowBlocks::RowBlocks(int64_t rows, int threads) : rows(rows) {
   count = static_cast<int>(std::max<int64_t>(1, (rows + per_block - 1) / per_block));
 }
 
+namespace {
+
+// ProductThreads for the process's OpenBLAS, or null with the reason in `why_not`.
 std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not) {
   auto refuse = [&](const std::string& reason) {
-    if (why_not) *why_not = reason;
+    *why_not = reason;
     return std::shared_ptr<ProductThreads>();
   };
   using GetThreads = int (*)();
@@ -165,6 +168,8 @@ std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not) {
   if (blas_threads < 2) return refuse("OpenBLAS has 1 thread");
   return std::make_shared<ProductThreads>(blas_threads, set_threads, blas_threads);
 }
+
+}  // namespace
 
 std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, bool on_cpu, std::string* summary) {
   summary->clear();

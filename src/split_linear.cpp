@@ -1,5 +1,6 @@
 #include "nanogpt/split_linear.h"
 
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/csrc/autograd/saved_variable.h>
@@ -116,12 +117,14 @@ at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at:
   return out;
 }
 
-c10::IValue saved_threads(const std::shared_ptr<ProductThreads>& threads) {
-  return c10::IValue::make_capsule(c10::make_intrusive<ThreadsCapsule>(threads));
+void keep_threads(torch::autograd::AutogradContext* ctx, const std::shared_ptr<ProductThreads>& threads) {
+  if (threads) ctx->saved_data["threads"] = c10::IValue::make_capsule(c10::make_intrusive<ThreadsCapsule>(threads));
 }
 
-ProductThreads* threads_in(const c10::IValue& saved) {
-  return c10::static_intrusive_pointer_cast<ThreadsCapsule>(saved.toCapsule())->threads.get();
+ProductThreads* kept_threads(torch::autograd::AutogradContext* ctx) {
+  const auto kept = ctx->saved_data.find("threads");
+  if (kept == ctx->saved_data.end()) return nullptr;
+  return c10::static_intrusive_pointer_cast<ThreadsCapsule>(kept->second.toCapsule())->threads.get();
 }
 
 }  // namespace nanogpt

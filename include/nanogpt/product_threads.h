@@ -45,13 +45,10 @@ struct RowBlocks {
   int count;
 };
 
-// ProductThreads with one thread per thread of the process's OpenBLAS (OPENBLAS_NUM_THREADS,
-// else every core), or null with the reason in `why_not` when the BLAS LibTorch calls is not
-// OpenBLAS or has a single thread.
-std::shared_ptr<ProductThreads> product_threads_for_blas(std::string* why_not = nullptr);
-
-// What a run on the CPU (`on_cpu`) with config key split_products uses: ProductThreads or null,
-// and in `summary` a line for the log that says which and why (empty off the CPU).
+// What a run on the CPU (`on_cpu`) with config key split_products uses: ProductThreads with one
+// thread per thread of the process's OpenBLAS (OPENBLAS_NUM_THREADS, else every core), or null
+// where that is off, the BLAS LibTorch calls is not OpenBLAS, or it has one thread; and in
+// `summary` a line for the log that says which and why (empty off the CPU).
 std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, bool on_cpu, std::string* summary);
 
 }  // namespace nanogpt

@@ -9,6 +9,14 @@ namespace nanogpt {
 
 class ProductThreads;
 
+}  // namespace nanogpt
+
+namespace torch::autograd {
+struct AutogradContext;
+}  // namespace torch::autograd
+
+namespace nanogpt {
+
 // Whether split_linear takes x @ weight.T: float32 CPU tensors, CPU autocast off, and at
 // least two blocks of rows for the forward product.
 bool split_linear_applies(const at::Tensor& x, const at::Tensor& weight, const ProductThreads& threads);
@@ -20,9 +28,9 @@ bool split_linear_applies(const at::Tensor& x, const at::Tensor& weight, const P
 at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                         const std::shared_ptr<ProductThreads>& threads);
 
-// ProductThreads in a custom autograd function's saved data, for its backward: the IValue that
-// holds them (kept alive with it), and the threads it holds.
-c10::IValue saved_threads(const std::shared_ptr<ProductThreads>& threads);
-ProductThreads* threads_in(const c10::IValue& saved);
+// ProductThreads kept in a custom autograd function's saved data (alive as long as it is), for
+// its backward: keep_threads does nothing without threads, and kept_threads is then null.
+void keep_threads(torch::autograd::AutogradContext* ctx, const std::shared_ptr<ProductThreads>& threads);
+ProductThreads* kept_threads(torch::autograd::AutogradContext* ctx);
 
 }  // namespace nanogpt
