@@ -100,7 +100,8 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
   model->to(device);
   model->train();
   std::string products_summary;
-  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(), &products_summary));
+  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(),
+                                                      cpu_bf16_on_libtorch(device, config.dtype), &products_summary));
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});

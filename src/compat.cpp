@@ -234,6 +234,10 @@ bool cpu_has_native_bf16() {
   return native;
 }
 
+bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype) {
+  return device.is_cpu() && dtype == "bfloat16" && cpu_has_native_bf16();
+}
+
 std::string cpu_bf16_note(const at::Device& device, const std::string& dtype) {
   if (!device.is_cpu() || dtype != "bfloat16" || cpu_has_native_bf16()) return "";
   return "note: dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16: matrix products are computed by float32 "

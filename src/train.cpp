@@ -147,7 +147,8 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   }
   model->to(device);
   std::string products_summary;
-  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(), &products_summary));
+  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(),
+                                                      cpu_bf16_on_libtorch(device, config.dtype), &products_summary));
   if (!products_summary.empty()) print(products_summary);
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;

@@ -109,30 +109,41 @@ TEST(ProductThreads, TwoCallersAtOnceBothGetAllTheirParts) {
 }
 
 TEST(ProductThreads, ForARunFollowsTheConfigAndTheBlas) {
-  std::string summary;
-  EXPECT_EQ(product_threads_for_run(true, /*on_cpu=*/false, &summary), nullptr);
+  std::string summary, bf16_summary;
+  EXPECT_EQ(product_threads_for_run(true, /*on_cpu=*/false, /*bf16_on_libtorch=*/false, &summary), nullptr);
   EXPECT_EQ(summary, "");
-  EXPECT_EQ(product_threads_for_run(false, true, &summary), nullptr);
+  EXPECT_EQ(product_threads_for_run(false, true, false, &summary), nullptr);
   EXPECT_EQ(summary, "matrix products: the BLAS's own threading (split_products: false)");
+  EXPECT_EQ(product_threads_for_run(false, true, /*bf16_on_libtorch=*/true, &summary), nullptr);
+  EXPECT_EQ(summary, "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions) (split_products: false)");
   const auto get = reinterpret_cast<GetThreads>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
   const auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (!get || !set) {
-    EXPECT_EQ(product_threads_for_run(true, true, &summary), nullptr);
+    EXPECT_EQ(product_threads_for_run(true, true, false, &summary), nullptr);
     EXPECT_EQ(summary, "matrix products: the BLAS's own threading (the BLAS is not OpenBLAS; its own threading is kept)");
     GTEST_SKIP() << "LibTorch's BLAS here is not OpenBLAS";
   }
   const int blas_threads = get();
   set(1);
-  EXPECT_EQ(product_threads_for_run(true, true, &summary), nullptr);
+  EXPECT_EQ(product_threads_for_run(true, true, false, &summary), nullptr);
   EXPECT_EQ(summary, "matrix products: the BLAS's own threading (OpenBLAS has 1 thread)");
+  EXPECT_EQ(product_threads_for_run(true, true, /*bf16_on_libtorch=*/true, &summary), nullptr);
+  EXPECT_EQ(summary, "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions) (OpenBLAS has 1 thread)");
   set(3);
-  const auto threads = product_threads_for_run(true, true, &summary);
+  const auto threads = product_threads_for_run(true, true, false, &summary);
+  // bf16 products on LibTorch's kernels: the threads remain, for the attention and GELU
+  const auto bf16_threads = product_threads_for_run(true, true, true, &bf16_summary);
   set(blas_threads);
   ASSERT_NE(threads, nullptr);
   EXPECT_EQ(threads->threads(), 3);
   EXPECT_EQ(summary,
             "matrix products: split into blocks of rows across 3 threads, one single-threaded OpenBLAS call each "
             "(split_products)");
+  ASSERT_NE(bf16_threads, nullptr);
+  EXPECT_EQ(bf16_threads->threads(), 3);
+  EXPECT_EQ(bf16_summary,
+            "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions); the fused attention and GELU "
+            "across 3 threads (split_products)");
 }
 
 TEST(SplitLinear, OutputAndGradientsEqualLinear) {

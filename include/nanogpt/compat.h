@@ -95,6 +95,9 @@ std::string cpu_threads_summary();
 // than float32 on an AVX2 EPYC (docs/performance.md). cpu_has_native_bf16() reads this machine's once (true if unreadable).
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
 bool cpu_has_native_bf16();
+// Whether a run on `device` with config key `dtype` multiplies in LibTorch's own bf16 kernels on
+// the CPU (bf16 autocast where the CPU has the instructions).
+bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype);
 
 // The line train and bench print when bfloat16 autocast on this CPU takes float_products.h's
 // path instead of LibTorch's slow bf16 matmul; "" otherwise.
