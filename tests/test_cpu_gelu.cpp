@@ -67,13 +67,17 @@ TEST(CpuGelu, MatchesAtenGeluAndItsGradient) {
   torch::manual_seed(0);
   const auto x = (torch::randn({12, 64, 512}) * 3).requires_grad_(true);
   const auto upstream = torch::randn({12, 64, 512});
-  const auto reference_x = x.detach().clone().requires_grad_(true);
+  // ATen's gelu in double precision: its float32 kernel is not the same on every LibTorch and
+  // CPU (2.6 with AVX-512 is 1.2e-6 off in the negative tail, where 1 + erf cancels)
+  const auto reference_x = x.detach().to(torch::kDouble).requires_grad_(true);
   const auto y = fused_cpu_gelu(x);
   const auto reference = at::gelu(reference_x);
-  EXPECT_LT((y - reference).abs().max().item<double>(), 1e-6);
+  // within 1e-6 plus two float32 ulp of the value
+  const auto excess = (y.to(torch::kDouble) - reference).abs() - (1e-6 + 2.4e-7 * reference.abs());
+  EXPECT_LE(excess.max().item<double>(), 0.0);
   y.backward(upstream);
-  reference.backward(upstream);
-  EXPECT_LT((x.grad() - reference_x.grad()).abs().max().item<double>(), 1e-5);
+  reference.backward(upstream.to(torch::kDouble));
+  EXPECT_LT((x.grad().to(torch::kDouble) - reference_x.grad()).abs().max().item<double>(), 1e-5);
   // the gradient is the upstream times the exact slope, elementwise
   const auto slope = x.grad() / upstream;
   const double xi = x[3][7][11].item<double>();
