@@ -175,18 +175,18 @@ std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, boo
                                                         std::string* summary) {
   summary->clear();
   if (!on_cpu) return nullptr;
-  const std::string bf16_kernels = "LibTorch's bf16 kernels (this CPU has bf16 instructions)";
+  const std::string unsplit = bf16_on_libtorch ? "LibTorch's bf16 kernels (this CPU has bf16 instructions)"
+                                                : "the BLAS's own threading";
   if (!split_products) {
-    *summary = "matrix products: " + (bf16_on_libtorch ? bf16_kernels : "the BLAS's own threading") +
-               " (split_products: false)";
+    *summary = "matrix products: " + unsplit + " (split_products: false)";
     return nullptr;
   }
   std::string why_not;
   std::shared_ptr<ProductThreads> threads = product_threads_for_blas(&why_not);
   if (!threads) {
-    *summary = "matrix products: " + (bf16_on_libtorch ? bf16_kernels : "the BLAS's own threading") + " (" + why_not + ")";
+    *summary = "matrix products: " + unsplit + " (" + why_not + ")";
   } else if (bf16_on_libtorch) {
-    *summary = "matrix products: " + bf16_kernels + "; the fused attention and GELU across " +
+    *summary = "matrix products: " + unsplit + "; the fused attention and GELU across " +
                std::to_string(threads->threads()) + " threads (split_products)";
   } else {
     *summary = "matrix products: split into blocks of rows across " + std::to_string(threads->threads()) +
