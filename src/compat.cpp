@@ -234,12 +234,18 @@ bool cpu_has_native_bf16() {
   return native;
 }
 
+namespace {
+bool cpu_bf16_autocast(const at::Device& device, const std::string& dtype) {
+  return device.is_cpu() && dtype == "bfloat16";
+}
+}  // namespace
+
 bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype) {
-  return device.is_cpu() && dtype == "bfloat16" && cpu_has_native_bf16();
+  return cpu_bf16_autocast(device, dtype) && cpu_has_native_bf16();
 }
 
 std::string cpu_bf16_note(const at::Device& device, const std::string& dtype) {
-  if (!device.is_cpu() || dtype != "bfloat16" || cpu_has_native_bf16()) return "";
+  if (!cpu_bf16_autocast(device, dtype) || cpu_has_native_bf16()) return "";
   return "note: dtype bfloat16 on a CPU without avx512_bf16 or amx_bf16: matrix products are computed by float32 "
          "sgemm from the bf16 operands (LibTorch's own bf16 matmul is about 25x slower here); docs/performance.md";
 }
