@@ -129,18 +129,8 @@ GPTConfig model_args_from_json(const nlohmann::json& j, const std::string& path)
 
 PickleRef model_state(TorchFileWriter& writer, GPT& model) {
   std::vector<std::pair<PickleRef, PickleRef>> entries;
-  at::Tensor mask;
-  if (python_nanogpt_keeps_mask_buffer()) {  // one storage, shared by every layer's buffer
-    const int64_t T = model->config.block_size;
-    mask = at::ones({T, T}).tril().view({1, 1, T, T});
-  }
   for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    if (mask.defined() && ends_with(name, ".attn.c_attn.weight")) {
-      const std::string buffer = name.substr(0, name.size() - std::string("c_attn.weight").size()) + "bias";
-      entries.emplace_back(pickle_string(buffer), writer.tensor(mask));
-    }
-    entries.emplace_back(pickle_string(name), writer.tensor(item.value().detach()));
+    entries.emplace_back(pickle_string(item.key()), writer.tensor(item.value().detach()));
   }
   // the tied head: the same storage as wte, as in Python's state_dict
   entries.emplace_back(pickle_string("lm_head.weight"), writer.tensor(model->wte->weight.detach()));
@@ -191,7 +181,7 @@ PickleRef optimizer_state(TorchFileWriter& writer, const torch::optim::AdamW& op
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
     std::vector<PickleRef> params;
     for (const auto& p : group.params()) {
-      auto found = states.find(optimizer_state_key(states, p));
+      auto found = states.find(optimizer_state_key(p));
       if (found != states.end()) {
         const auto& s = static_cast<const torch::optim::AdamWParamState&>(*found->second);
         std::vector<std::pair<PickleRef, PickleRef>> entries = {
@@ -286,7 +276,7 @@ void load_optimizer_state(TorchFile& file, const PickleValue& saved, torch::opti
       param_state->exp_avg(moment("exp_avg"));
       param_state->exp_avg_sq(moment("exp_avg_sq"));
       if (found->second->get("max_exp_avg_sq")) param_state->max_exp_avg_sq(moment("max_exp_avg_sq"));
-      states[optimizer_state_key(states, p)] = std::move(param_state);
+      states[optimizer_state_key(p)] = std::move(param_state);
     }
   }
 }

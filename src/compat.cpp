@@ -43,8 +43,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
                             double dropout_p, int64_t past_length, const std::shared_ptr<ProductThreads>& threads) {
   const int64_t tq = q.size(-2);
   const int64_t tk = k.size(-2);
-#if TORCH_VERSION_MAJOR >= 2
-  // 2.x's CPU flash kernel has no dropout: with dropout, scaled_dot_product_attention takes the
+  // LibTorch's CPU flash kernel has no dropout: with dropout, scaled_dot_product_attention takes the
   // math path, which keeps the (T, T) probabilities and noise. The fused kernel draws the same
   // keep mask from the same generator (CpuAttention.DropoutDrawsLibTorchsMaskAndMatchesAReference)
   // and keeps neither.
@@ -56,42 +55,24 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   }
   if (tq == 1) return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, false);
   return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
-#else
-  // 1.13's attention on the CPU is plain matrix products over a materialised (T, T) mask.
-  if (fused_cpu_attention_applies(q, k, v)) {
-    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p, threads);
-  }
-  if (tq == 1) return std::get<0>(at::_scaled_dot_product_attention(q, k, v, {}, dropout_p));
-  return masked_attention(q, k, v, causal_mask(tq, tk, past_length, q.device()), dropout_p);
-#endif
 }
 
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double dropout_p) {
-#if TORCH_VERSION_MAJOR >= 2
-  // 2.0 replaced the tuple-returning _scaled_dot_product_attention with this dispatcher.
   return at::scaled_dot_product_attention(q, k, v, mask, dropout_p, /*is_causal=*/false);
-#else
-  return math_attention(q, k, v, mask, dropout_p);  // 1.13 has no other attention
-#endif
 }
 
 at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                           double dropout_p) {
-#if TORCH_VERSION_MAJOR >= 2
-  // 2.x's math kernel adds its mask to the scores, so a bool mask becomes 0 / -inf first, as
+  // the math kernel adds its mask to the scores, so a bool mask becomes 0 / -inf first, as
   // scaled_dot_product_attention does before calling it.
   const at::Tensor additive =
       mask.scalar_type() == at::kBool
           ? at::zeros(mask.sizes(), q.options()).masked_fill(mask.logical_not(), -std::numeric_limits<double>::infinity())
           : mask;
   return std::get<0>(at::_scaled_dot_product_attention_math(q, k, v, additive, dropout_p));
-#else
-  return std::get<0>(at::_scaled_dot_product_attention(q, k, v, mask, dropout_p));
-#endif
 }
 
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
 AutocastState autocast_state(at::DeviceType device_type) {
   return {at::autocast::is_autocast_enabled(device_type), at::autocast::get_autocast_dtype(device_type)};
 }
@@ -100,22 +81,6 @@ static void set_autocast_state(at::DeviceType device_type, const AutocastState& 
   at::autocast::set_autocast_enabled(device_type, state.enabled);
   at::autocast::set_autocast_dtype(device_type, state.dtype);
 }
-#else
-AutocastState autocast_state(at::DeviceType device_type) {
-  if (device_type == at::kCUDA) return {at::autocast::is_enabled(), at::autocast::get_autocast_gpu_dtype()};
-  return {at::autocast::is_cpu_enabled(), at::autocast::get_autocast_cpu_dtype()};
-}
-
-static void set_autocast_state(at::DeviceType device_type, const AutocastState& state) {
-  if (device_type == at::kCUDA) {
-    at::autocast::set_enabled(state.enabled);
-    at::autocast::set_autocast_gpu_dtype(state.dtype);
-  } else {
-    at::autocast::set_cpu_enabled(state.enabled);
-    at::autocast::set_autocast_cpu_dtype(state.dtype);
-  }
-}
-#endif
 
 AutocastGuard::AutocastGuard(at::DeviceType device_type, AutocastState state)
     : device_type_(device_type), previous_(autocast_state(device_type)) {
@@ -150,7 +115,7 @@ void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters) {
 }
 
 bool device_fused_adamw_takes(const at::Tensor& param) {
-#if defined(NANOGPT_WITH_CUDA) && TORCH_VERSION_MAJOR >= 2
+#ifdef NANOGPT_WITH_CUDA
   // the kernel walks each tensor's storage as one flat array
   return param.is_cuda() && at::isFloatingType(param.scalar_type()) && param.layout() == at::kStrided &&
          param.is_contiguous();
@@ -162,7 +127,7 @@ bool device_fused_adamw_takes(const at::Tensor& param) {
 
 void device_fused_adamw_step(const DeviceAdamwLists& lists, double lr, double beta1, double beta2,
                              double weight_decay, double eps) {
-#if defined(NANOGPT_WITH_CUDA) && TORCH_VERSION_MAJOR >= 2
+#ifdef NANOGPT_WITH_CUDA
   at::_fused_adamw_(lists.params, lists.grads, lists.exp_avgs, lists.exp_avg_sqs, /*max_exp_avg_sqs=*/{},
                     lists.steps, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
 #else
@@ -265,12 +230,12 @@ void synchronize(const at::Device& device) {
   (void)device;
 }
 
-bool python_nanogpt_keeps_mask_buffer() { return TORCH_VERSION_MAJOR < 2; }
-
 std::string torch_build_summary() {
-  std::string s = "LibTorch " TORCH_VERSION;
-  s += cuda_available() ? " (CUDA)" : " (CPU)";
-  return s;
+#ifdef NANOGPT_WITH_CUDA
+  return "LibTorch " TORCH_VERSION ", CUDA build";
+#else
+  return "LibTorch " TORCH_VERSION ", CPU build";
+#endif
 }
 
 }  // namespace nanogpt

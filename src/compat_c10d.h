@@ -1,13 +1,11 @@
 #pragma once
-// The c10d differences between LibTorch 1.13 and 2.x, beside compat.h but kept out of it so
+// The c10d headers with the backends this build has, beside compat.h but kept out of it so
 // that only the distributed component's c10d sources (src/process_group.cpp,
 // src/data_parallel.cpp, through src/process_group_impl.h) compile the c10d headers. For
 // them CMake defines NANOGPT_WITH_GLOO when Gloo's headers are found and NANOGPT_WITH_NCCL
 // when a CUDA LibTorch and nccl.h are;
 // LibTorch's headers hide each backend behind USE_C10D_GLOO / USE_C10D_NCCL.
 #include <string>
-
-#include <torch/version.h>
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -31,19 +29,10 @@
 
 namespace nanogpt::c10d_compat {
 
-// The common base of ProcessGroupGloo and ProcessGroupNCCL, which own the collectives:
-// ProcessGroup in 1.13; from 2.0 on they are Backends that a ProcessGroup dispatches to.
-#if TORCH_VERSION_MAJOR >= 2
-using Collectives = c10d::Backend;
-#else
-using Collectives = c10d::ProcessGroup;
-#endif
-
-// The TCPStore. From 2.4 on it defaults to the libuv backend, which a LibTorch built without
-// libuv (Debian's 2.x) refuses at construction, server and client alike; the classic backend
-// speaks the same protocol, so the store falls back to it there.
+// The TCPStore. It defaults to the libuv backend, which a LibTorch built without libuv (Debian's)
+// refuses at construction, server and client alike; the classic backend speaks the same
+// protocol, so the store falls back to it there.
 inline c10::intrusive_ptr<c10d::TCPStore> make_tcp_store(const std::string& host, c10d::TCPStoreOptions options) {
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
   if (options.useLibUV) {
     try {
       return c10::make_intrusive<c10d::TCPStore>(host, options);
@@ -52,7 +41,6 @@ inline c10::intrusive_ptr<c10d::TCPStore> make_tcp_store(const std::string& host
       options.useLibUV = false;
     }
   }
-#endif
   return c10::make_intrusive<c10d::TCPStore>(host, options);
 }
 

@@ -89,7 +89,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
 }
 
 AdamWParamState& FusedAdamW::state_of(const torch::Tensor& p) {
-  auto& slot = state_[optimizer_state_key(state_, p)];
+  auto& slot = state_[optimizer_state_key(p)];
   if (!slot) {  // AdamW's lazy initialisation
     auto fresh = std::make_unique<AdamWParamState>();
     fresh->step(0);

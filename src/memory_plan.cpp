@@ -179,7 +179,7 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
   add(top_recomputed ? "recomputed block + block backward, beyond the loss head" : "block backward, beyond the loss head",
       fmt::format("max(0, 4*V*C + {}8*B*T*C + {} - {}*B*T*C - 4*B*T*C - 8*B*T - loss head)",
                   top_recomputed ? "(" + per_block_formula + ") + " : "",
-                  fmt::format(fused_attention ? "{0}" : "max({0}, 2*p*B*nh*T*T - (9*a+4)*B*T*C)",
+                  fmt::format(fmt::runtime(fused_attention ? "{0}" : "max({0}, 2*p*B*nh*T*T - (9*a+4)*B*T*C)"),
                               tiles > 0 ? "4*a*B*T*C + float tiles" : "4*a*B*T*C"),
                   chunked ? "4" : "a"),
       beyond_head);

@@ -21,13 +21,6 @@
 #include <cuda_runtime_api.h>
 #endif
 
-// LibTorch 2.3 made Allocator::allocate non-const and added copy_data.
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
-#define NANOGPT_ALLOCATE_CONST
-#else
-#define NANOGPT_ALLOCATE_CONST const
-#endif
-
 namespace nanogpt {
 
 namespace {
@@ -40,7 +33,7 @@ class CountingCpuAllocator final : public c10::Allocator {
  public:
   static constexpr size_t kHeaderBytes = 64;
 
-  c10::DataPtr allocate(size_t bytes) NANOGPT_ALLOCATE_CONST override {
+  c10::DataPtr allocate(size_t bytes) override {
     const int64_t limit = limit_.load();
     if (limit > 0 && live_.load() + static_cast<int64_t>(bytes) > limit) {
       TORCH_CHECK_WITH(OutOfMemoryError, false, "CPU out of memory: tried to allocate ", format_bytes(bytes), " with ",
@@ -65,9 +58,7 @@ class CountingCpuAllocator final : public c10::Allocator {
   }
 
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
-#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 3)
   void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
-#endif
 
   int64_t live() const { return live_.load(); }
   int64_t peak() const { return peak_.load(); }

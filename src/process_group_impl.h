@@ -17,7 +17,7 @@ struct ProcessGroup::Impl {
   at::Device device;
   std::chrono::milliseconds timeout;
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d_compat::Collectives> collectives;
+  c10::intrusive_ptr<c10d::Backend> collectives;
   int64_t rank0_sections = 0;  // run_on_rank0 calls so far: each has its own key in the store
 
   // Waits for a collective; a failure names the operation and what probably happened.

@@ -13,6 +13,7 @@
 #include "nanogpt/product_threads.h"
 
 #include "blas_gemm.h"
+#include "compat_autograd.h"
 
 namespace nanogpt {
 
@@ -106,7 +107,7 @@ at::Tensor split_linear(const at::Tensor& x, const at::Tensor& weight, const at:
          features);
   });
   if (torch::autograd::compute_requires_grad(x, weight, bias)) {
-    auto node = std::shared_ptr<SplitLinearBackward>(new SplitLinearBackward(), torch::autograd::deleteNode);
+    auto node = autograd_compat::make_node<SplitLinearBackward>();
     node->set_next_edges(torch::autograd::collect_next_edges(x, weight, bias));
     node->threads = threads;
     node->x_rows = torch::autograd::SavedVariable(x_rows, /*is_output=*/false);

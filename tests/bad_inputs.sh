@@ -9,8 +9,9 @@ markdown=${2:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
+python=${NANOGPT_PYTHON:-python3}  # the build's Python (CTest sets it)
 python_torch=0
-/usr/bin/python3 -c "import torch" 2> /dev/null && python_torch=1
+"$python" -c "import torch" 2> /dev/null && python_torch=1
 gpt2_vocab=${NANOGPT_SHARED_DATA:-/nonexistent}/gpt2  # GPT-2's encoder.json and vocab.bpe, when at hand
 
 # fixtures: a char dataset, a trained checkpoint, broken variants of each
@@ -59,7 +60,7 @@ mkdir -p data/three && printf '{"vocab_size": 3, "itos": ["a", "b", "c"]}' > dat
 mkdir -p hugecfg; : > hugecfg/model.safetensors
 printf '{"n_layer": 1e30, "n_head": 12, "n_embd": 768, "vocab_size": 50257, "n_positions": 1024}' > hugecfg/config.json
 if [ $python_torch = 1 ]; then
-  /usr/bin/python3 - <<'PY'
+  "$python" - <<'PY'
 import os, torch
 good = torch.load("out/ckpt.pt")
 class Evil:
@@ -190,5 +191,5 @@ done
 for d in o1 o2 o3 o4 o5 o6 o7 o8 o9 o10 o11; do
   [ ! -e "$d/ckpt.pt" ] || { echo "FAIL: a failed run left $d/ckpt.pt" >&2; failures=$((failures + 1)); }
 done
-echo "bad inputs: $ran run, $skipped skipped (no python3-torch or no GPT-2 vocabulary), $failures failed" >&2
+echo "bad inputs: $ran run, $skipped skipped (no torch in $python or no GPT-2 vocabulary), $failures failed" >&2
 [ "$failures" = 0 ]

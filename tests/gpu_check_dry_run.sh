@@ -5,22 +5,23 @@
 # holds numbers where Python's torch has torch.compile (2.x) and says why it was skipped otherwise
 # (torch 1.13).
 # Needs a karpathy/nanoGPT checkout (NANOGPT_DIR, else ../nanoGPT beside the checkout) and
-# Debian's python3-torch; skips (77) otherwise.
+# torch and numpy in $NANOGPT_PYTHON; skips (77) otherwise.
 # Usage: tests/gpu_check_dry_run.sh BUILD_DIR
 set -euo pipefail
 build=$(realpath "$1")
 root=$(cd "$(dirname "$0")/.." && pwd)
+python=${NANOGPT_PYTHON:-python3}  # the build's Python (CTest sets it)
 nanogpt=${NANOGPT_DIR:-$root/../nanoGPT}
 [ -f "$nanogpt/bench.py" ] || { echo "skipped: set NANOGPT_DIR to a karpathy/nanoGPT checkout (none in $nanogpt)"; exit 77; }
-/usr/bin/python3 -c "import torch, numpy" 2> /dev/null || { echo "skipped: /usr/bin/python3 has no torch or numpy"; exit 77; }
+"$python" -c "import torch, numpy" 2> /dev/null || { echo "skipped: $python has no torch or numpy"; exit 77; }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 start=$(date +%s)
-PYTHON=/usr/bin/python3 "$root/tools/gpu/check.sh" --cpu-dry-run --build-dir "$build" --nanogpt "$nanogpt" --out "$out" \
+PYTHON=$python "$root/tools/gpu/check.sh" --cpu-dry-run --build-dir "$build" --nanogpt "$nanogpt" --out "$out" \
   --jobs 1 > "$out/run.txt" 2>&1 || { tail -60 "$out/run.txt"; exit 1; }
 echo "dry run: $(($(date +%s) - start)) s"
 cat "$out/check.md"
-/usr/bin/python3 - "$out/check.md" <<'PY'
+"$python" - "$out/check.md" <<'PY'
 import re
 import sys
 

@@ -4,13 +4,14 @@
 # sides from the checkpoint that Python nanoGPT wrote, then 10 from scratch with dropout 0.2
 # (the same random stream: the port's fused attention draws nanoGPT's dropout masks); every
 # loss within 1e-4.
-# Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and Debian's python3-torch; skips (77) otherwise.
+# Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and torch in $NANOGPT_PYTHON; skips (77) otherwise.
 # Usage: tests/nanogpt_parity.sh path/to/nanogpt
 set -euo pipefail
 nanogpt=$(realpath "$1")
 root=$(cd "$(dirname "$0")/.." && pwd)
+python=${NANOGPT_PYTHON:-python3}  # the build's Python (CTest sets it)
 [ -f "${NANOGPT_DIR:-}/train.py" ] || { echo "skipped: set NANOGPT_DIR to a karpathy/nanoGPT checkout"; exit 77; }
-/usr/bin/python3 -c "import torch" 2> /dev/null || { echo "skipped: /usr/bin/python3 has no torch"; exit 77; }
+"$python" -c "import torch" 2> /dev/null || { echo "skipped: $python has no torch"; exit 77; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 input=${NANOGPT_SHARED_DATA:-}/tinyshakespeare/input.txt
@@ -23,13 +24,13 @@ common=(--nanogpt-dir "$NANOGPT_DIR" --binary "$nanogpt" --config "$root/configs
         --set always_save_checkpoint=true)
 cd "$work"
 # tiktoken is imported by nanoGPT's sample.py only, not by train.py; nothing to stub here
-/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --input "$input" --workdir scratch > scratch.log \
+"$python" "$root/tools/compare_nanogpt.py" "${common[@]}" --input "$input" --workdir scratch > scratch.log \
   || { tail -30 scratch.log; exit 1; }
 grep "max abs loss diff" scratch.log
 [ -f scratch/nanogpt-out/ckpt.pt ] || { echo "nanoGPT wrote no checkpoint"; exit 1; }
-/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
+"$python" "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
   --resume-from scratch/nanogpt-out/ckpt.pt --workdir resumed > resumed.log || { tail -30 resumed.log; exit 1; }
 grep "max abs loss diff" resumed.log
-/usr/bin/python3 "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
+"$python" "$root/tools/compare_nanogpt.py" "${common[@]}" --data-dir scratch/data/shakespeare_char \
   --set dropout=0.2 --workdir dropout > dropout.log || { tail -30 dropout.log; exit 1; }
 grep "max abs loss diff" dropout.log

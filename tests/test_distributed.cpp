@@ -142,25 +142,18 @@ std::map<std::string, std::string> rank_env(int rank, int world, int port) {
           {"OMP_NUM_THREADS", "1"}};
 }
 
-std::string torchrun_path() {
-  for (const char* candidate : {"/usr/bin/torchrun", "/usr/local/bin/torchrun"}) {
-    if (::access(candidate, X_OK) == 0) return candidate;
-  }
-  return {};
-}
-
-// Why torchrun cannot run here, or empty. Debian 13's torch 2.6 is built without libuv while
-// its Python asks TCPStore for libuv, so its torchrun fails before it starts any rank.
+// Why torchrun (the build's Python's torch.distributed.run) cannot run here, or empty. Debian 13's
+// torch 2.6 is built without libuv while its Python asks TCPStore for libuv, so its torchrun fails
+// before it starts any rank.
 std::string torchrun_defect() {
-  if (torchrun_path().empty()) return "torchrun is not installed";
-  FILE* pipe = ::popen(
-      "/usr/bin/python3 -c \"from torch.distributed import TCPStore; TCPStore('127.0.0.1', 0, 1, True)\" 2>&1", "r");
-  if (pipe == nullptr) return "cannot run /usr/bin/python3";
+  FILE* pipe = ::popen(NANOGPT_PYTHON " -c \"from torch.distributed import TCPStore; TCPStore('127.0.0.1', 0, 1, True)\" 2>&1",
+                       "r");
+  if (pipe == nullptr) return "cannot run " NANOGPT_PYTHON;
   std::string output;
   char buffer[256];
   while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
   if (::pclose(pipe) == 0) return {};
-  return "torchrun's Python cannot create a TCPStore, so torchrun starts no rank: " +
+  return NANOGPT_PYTHON " cannot create a TCPStore, so torchrun starts no rank: " +
          output.substr(output.rfind('\n', output.size() - 2) + 1);
 }
 
@@ -184,7 +177,8 @@ void run_two_ranks(Launcher launcher, const std::vector<std::string>& command, c
     }
   } else {
     // static rendezvous: torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE=True)
-    std::vector<std::string> argv = {torchrun_path(), "--nnodes=1", "--node_rank=0", "--nproc_per_node=2",
+    std::vector<std::string> argv = {NANOGPT_PYTHON, "-m", "torch.distributed.run", "--nnodes=1", "--node_rank=0",
+                                     "--nproc_per_node=2",
                                      "--master_addr=127.0.0.1", "--master_port=" + std::to_string(port),
                                      "--no_python", "-r", "1", "-t", "1"};
     argv.insert(argv.end(), command.begin(), command.end());

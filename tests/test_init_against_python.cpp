@@ -3,8 +3,8 @@
 
 #include "nanogpt/model.h"
 
-// Values recorded from Python nanoGPT (model.py, Debian's torch 1.13.1 on /usr/bin/python3)
-// with tools/check_init_against_python.py: torch.manual_seed(1337), then
+// Values recorded from Python nanoGPT (model.py; recorded on torch 1.13.1, the same on the venv's
+// torch 2.15.0) with tools/check_init_against_python.py: torch.manual_seed(1337), then
 // GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, vocab_size=65, bias=False)).
 // Hex floats, so the comparison is bit for bit.
 

@@ -138,11 +138,10 @@ TEST(Pickle, WrittenMetaPklRoundTrips) {
 }
 
 TEST(Pickle, WrittenMetaPklLoadsInPython) {
-  if (std::system("command -v python3 > /dev/null 2>&1") != 0) GTEST_SKIP() << "python3 is not installed";
   TempDir dir;
   write_meta_pkl(dir / "meta.pkl", DatasetMeta{3, "char", {U'\n', U'a', U'é'}});
   const std::string check =
-      "python3 -c \"import pickle; m = pickle.load(open('" + (dir / "meta.pkl") +
+      NANOGPT_PYTHON " -c \"import pickle; m = pickle.load(open('" + (dir / "meta.pkl") +
       "', 'rb')); assert m == {'vocab_size': 3, 'itos': {0: '\\n', 1: 'a', 2: '\\u00e9'}, 'stoi': {'\\n': 0, 'a': 1, "
       "'\\u00e9': 2}}, m\"";
   EXPECT_EQ(std::system(check.c_str()), 0) << check;

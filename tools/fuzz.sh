@@ -19,13 +19,20 @@ targets=("$@")
 command -v clang++ > /dev/null || { echo "clang++ is needed: apt-get install clang" >&2; exit 2; }
 out=build-fuzz
 failed=()
-flags=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
-       -isystem /usr/include/torch/csrc/api/include)
-torch_libs=(-ltorch_cpu -lc10)
+# LibTorch of the build's Python (tools/setup.sh's .venv, or NANOGPT_PYTHON); the fmt of /usr/include
+# ahead of the copy in LibTorch's include folder, as CMakeLists.txt does
+python=${NANOGPT_PYTHON:-.venv/bin/python}
+torch=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2> /dev/null) \
+  || { echo "no torch in $python: run tools/setup.sh first (or set NANOGPT_PYTHON)" >&2; exit 2; }
+mkdir -p "$out/fmt-include" && ln -sfn /usr/include/fmt "$out/fmt-include/fmt"
+flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
+       -I"$out/fmt-include" -D_GLIBCXX_USE_CXX11_ABI=1 -isystem "$torch/include"
+       -isystem "$torch/include/torch/csrc/api/include")
+torch_libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -ltorch_cpu -lc10)
 for target in "${targets[@]}"; do
   case $target in
     pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
-    torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-lc10) ;;
+    torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
     config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/bf16_convert.cpp
                      src/pretokenize.cpp src/product_threads.cpp src/split_linear.cpp src/blas_gemm.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;

@@ -1,25 +1,36 @@
 #!/usr/bin/env bash
-# Builds the tests with AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer (GCC, -O1,
-# NANOGPT_SANITIZE) into build-asan/ and runs all of them with CTest, the CLI scripts included;
-# LibTorch, OpenBLAS and Gloo themselves are not instrumented. A report stops the process that
-# made it with exit code 99, which no test expects, so the test fails. Run by .ci/run.
-# Usage: tools/test_sanitizers.sh [extra ctest arguments]
+# The readers of files a user hands in, built with AddressSanitizer, LeakSanitizer and
+# UndefinedBehaviorSanitizer (GCC, -O1, NANOGPT_SANITIZE) into build-asan/: their unit tests
+# (nanogpt_reader_tests: configs, pickles, checkpoints, safetensors, token files, the tokenizer)
+# and, through the sanitized binary, tests/bad_inputs.sh (every reader and option given something
+# wrong) and tests/cli_tokenize.sh. LibTorch, yaml-cpp and Gloo themselves are not instrumented.
+# The build is a CPU build (NANOGPT_WITH_CUDA off), which also checks that a CUDA wheel gives one.
+# A report stops the process that made it with exit code 99, which no test expects, so the test
+# fails. tools/fuzz.sh fuzzes the same readers. Run by .ci/run.
+# Usage: tools/test_sanitizers.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${NANOGPT_SHARED_DATA:-}" ] && [ -d ../shared/data ]; then
   NANOGPT_SHARED_DATA=$(cd ../shared/data && pwd)
 fi
 export NANOGPT_SHARED_DATA=${NANOGPT_SHARED_DATA:-}
-
-# Exported before the build too: gtest_discover_tests runs the test binary at build time.
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=99
 
 SECONDS=0
-NANOGPT_BUILD_DIR=build-asan tools/setup.sh --tests -DCMAKE_BUILD_TYPE=Debug -DNANOGPT_SANITIZE=ON
+NANOGPT_BUILD_DIR=build-asan NANOGPT_BUILD_TARGETS="nanogpt nanogpt_reader_tests" tools/setup.sh --tests \
+  -DCMAKE_BUILD_TYPE=Debug -DNANOGPT_SANITIZE=ON -DNANOGPT_WITH_CUDA=OFF
 echo "== sanitizer build: $SECONDS s"
 SECONDS=0
-# memory_flat measures RSS, which under ASan is mostly its quarantine; fault_injection times
-# kills against checkpoint writes and needs no second, slower run (docs/reliability.md)
-(cd build-asan && ctest --output-on-failure --timeout 900 -E '^(memory_flat|fault_injection)$' "$@")
+failed=()
+build-asan/tests/nanogpt_reader_tests --gtest_brief=1 || failed+=(nanogpt_reader_tests)
+export NANOGPT_PYTHON=${NANOGPT_PYTHON:-$PWD/.venv/bin/python}
+bash tests/bad_inputs.sh build-asan/nanogpt || failed+=(bad_inputs)
+status=0
+bash tests/cli_tokenize.sh build-asan/nanogpt || status=$?
+[ $status = 0 ] || [ $status = 77 ] || failed+=(cli_tokenize)
 echo "== sanitizer tests: $SECONDS s"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed under the sanitizers: ${failed[*]}" >&2
+  exit 1
+fi

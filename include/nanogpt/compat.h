@@ -1,5 +1,6 @@
 #pragma once
-// The few places where LibTorch 1.13 and 2.x (CPU or CUDA) differ, behind small functions.
+// Attention, autocast, random-generator and device calls of LibTorch (2.6 or later, CPU or CUDA)
+// behind small functions, so that CUDA-only code stays in one file.
 #include <ATen/ATen.h>
 
 #include <memory>
@@ -16,15 +17,14 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
                             const std::shared_ptr<ProductThreads>& threads = nullptr);
 
 // LibTorch's own scaled dot-product attention over (B, nh, Tq, hs) queries and (B, nh, Tk, hs)
-// keys and values, attending where the bool (Tq, Tk) `mask` is true: 1.13's
-// _scaled_dot_product_attention (the math path), 2.x's scaled_dot_product_attention.
+// keys and values, attending where the bool (Tq, Tk) `mask` is true (scaled_dot_product_attention).
 at::Tensor masked_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                             double dropout_p);
 
 // LibTorch's reference (math) attention, the same arguments (a bool mask keeps the true
 // positions, a float mask is added to the scores): softmax of the masked scores,
-// at::dropout on those (B, nh, Tq, Tk) probabilities, then the product with v. 1.13's
-// _scaled_dot_product_attention, 2.x's _scaled_dot_product_attention_math.
+// at::dropout on those (B, nh, Tq, Tk) probabilities, then the product with v
+// (_scaled_dot_product_attention_math).
 at::Tensor math_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                           double dropout_p);
 
@@ -37,7 +37,7 @@ AutocastState autocast_state(at::DeviceType device_type);
 
 // RAII: sets the autocast state of `device_type` for its lifetime (torch.autocast in
 // Python) and restores the previous state, clearing the cast cache when the outermost
-// guard ends. Works on LibTorch 1.13 (set_cpu_enabled...) and 2.4+ ((device_type, ...) forms).
+// guard ends.
 class AutocastGuard {
  public:
   AutocastGuard(at::DeviceType device_type, AutocastState state);
@@ -57,7 +57,7 @@ void set_rng_state(const at::Device& device, const at::Tensor& state);
 // Set every parameter's gradient to undefined (PyTorch's zero_grad(set_to_none=True)).
 void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters);
 
-// LibTorch's multi-tensor AdamW kernel for GPUs (`at::_fused_adamw_`, 2.x with CUDA; what
+// LibTorch's multi-tensor AdamW kernel for GPUs (`at::_fused_adamw_`, CUDA builds; what
 // torch.optim.AdamW(fused=True) runs, and nanoGPT asks for on CUDA). `takes` says whether it
 // updates `param` (a dense floating-point CUDA tensor, in a build that has the kernel).
 // `step` updates same-device lists in place; `steps` holds each parameter's step count after
@@ -103,12 +103,7 @@ bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype);
 // path instead of LibTorch's slow bf16 matmul; "" otherwise.
 std::string cpu_bf16_note(const at::Device& device, const std::string& dtype);
 
-// Python nanoGPT's CausalSelfAttention keeps a causal-mask buffer (`attn.bias`, in its
-// state_dict) only where torch lacks scaled_dot_product_attention, i.e. before 2.0. A
-// checkpoint that Python nanoGPT of the same torch version loads strictly has it or not.
-bool python_nanogpt_keeps_mask_buffer();
-
-// "LibTorch 1.13.1 (CPU)" and the like, for logs.
+// "LibTorch 2.15.0, CUDA build" or "..., CPU build" (NANOGPT_WITH_CUDA), for logs and --version.
 std::string torch_build_summary();
 
 }  // namespace nanogpt

@@ -1,8 +1,9 @@
 #pragma once
 // Causal self-attention for float32 (and bfloat16) tensors on the CPU in one pass per head:
 // the scores of a query row live only in a row-sized buffer, keys past the query are never touched,
-// and backward recomputes the scores from the saved log-normalisers. LibTorch 1.13 has no
-// such kernel: its attention materialises the full (T, T) score matrix, mask included.
+// and backward recomputes the scores from the saved log-normalisers. LibTorch's CPU flash
+// attention has no dropout: with dropout it takes the math path, which keeps the full (T, T)
+// probabilities and dropout noise.
 #include <ATen/ATen.h>
 
 #include <memory>

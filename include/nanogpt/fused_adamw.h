@@ -1,31 +1,18 @@
 #pragma once
 // torch::optim::AdamW whose step updates each float32 CPU parameter in one pass over its
 // weights, gradient and moments, instead of LibTorch's eight kernels and two temporaries
-// per parameter: the same results to the bit. CUDA parameters go through LibTorch 2.x's
-// fused multi-tensor kernel (torch.optim.AdamW(fused=True), as nanoGPT runs on CUDA). Same
-// state either way (checkpoints and load_state are unchanged); other parameters (CPU
-// half or double, amsgrad, CUDA on LibTorch 1.13) take AdamW's own step.
+// per parameter: the same results to the bit. CUDA parameters go through LibTorch's fused
+// multi-tensor kernel (torch.optim.AdamW(fused=True), as nanoGPT runs on CUDA). Same state
+// either way (checkpoints and load_state are unchanged); other parameters (CPU half or
+// double, amsgrad) take AdamW's own step.
 #include <torch/optim/adamw.h>
 
-#include <sstream>
 #include <string>
-#include <type_traits>
 
 namespace nanogpt {
 
-// The key under which LibTorch's optimizers keep a parameter's state: a string of the
-// TensorImpl address in 1.13, the address itself in later versions.
-template <typename StateMap>
-typename StateMap::key_type optimizer_state_key(const StateMap&, const at::Tensor& p) {
-  using Key = typename StateMap::key_type;
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream address;
-    address << static_cast<const void*>(p.unsafeGetTensorImpl());
-    return address.str();
-  } else {
-    return static_cast<Key>(p.unsafeGetTensorImpl());
-  }
-}
+// The key under which LibTorch's optimizers keep a parameter's state.
+inline void* optimizer_state_key(const at::Tensor& p) { return p.unsafeGetTensorImpl(); }
 
 enum class AdamwPath { cpu_kernel, device_kernel, libtorch };
 // "the port's CPU kernel (FusedAdamW)", "LibTorch's fused GPU kernel (at::_fused_adamw_)", ...

@@ -14,10 +14,10 @@ struct BlockImpl;
 at::Tensor checkpointed_block(BlockImpl& block, const at::Tensor& x);
 
 // The token embedding and the LM head share one (V, C) weight. Its two gradients would meet
-// in LibTorch 1.13's autograd engine, which adds them out of place: three (V, C) tensors at
-// once, the last peak of the backward. A TiedGradient, made per forward, lets the chunked
-// loss leave its part in `sum`, and the embedding add its own into it in place and return
-// the whole as the weight's gradient: one (V, C) tensor.
+// in the autograd engine, two (V, C) tensors at once, the last peak of the backward. A
+// TiedGradient, made per forward, lets the chunked loss leave its part in `sum`, and the
+// embedding add its own into it in place and return the whole as the weight's gradient:
+// one (V, C) tensor.
 struct TiedGradient : torch::CustomClassHolder {
   at::Tensor sum;
 };

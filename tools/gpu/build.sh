@@ -2,9 +2,9 @@
 # Builds the `nanogpt` binary for tools/gpu/check.sh (Release, tests off).
 #
 #   tools/gpu/build.sh BUILD_DIR [JOBS]          against the LibTorch of $PYTHON's PyTorch (default
-#                                                python3), with the Debian libraries of .device-kit/
+#                                                python3: the host's), with the Debian libraries of .device-kit/
 #   tools/gpu/build.sh --local BUILD_DIR [JOBS]  the CPU dry run: an existing build folder as it is
-#                                                configured, else a fresh one on the system's LibTorch
+#                                                configured, else a fresh one on the project's .venv
 #
 # .device-kit/ comes from ../shared/tools/device-kit.sh (yaml-cpp, CLI11, fmt, nlohmann-json, GoogleTest
 # unpacked from Debian 12 packages). A CUDA LibTorch's CMake files need the CUDA toolkit (nvcc): it is
@@ -33,10 +33,8 @@ if [ $local_build = 1 ]; then
 fi
 
 python=${PYTHON:-python3}
-torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-read -r torch_version torch_cuda abi < <("$python" -c \
-  'import torch; print(torch.__version__, torch.version.cuda, int(torch._C._GLIBCXX_USE_CXX11_ABI))')
-echo "PyTorch $torch_version (CUDA $torch_cuda, _GLIBCXX_USE_CXX11_ABI=$abi), CMake files in $torch_prefix"
+read -r torch_version torch_cuda < <("$python" -c 'import torch; print(torch.__version__, torch.version.cuda)')
+echo "PyTorch $torch_version (CUDA $torch_cuda) of $python"
 
 kit=$root/.device-kit/root/usr
 if [ ! -d "$kit" ]; then
@@ -44,7 +42,7 @@ if [ ! -d "$kit" ]; then
   exit 1
 fi
 export LD_LIBRARY_PATH=$kit/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-prefix="$kit;$kit/lib/x86_64-linux-gnu/cmake;$torch_prefix"
+prefix="$kit;$kit/lib/x86_64-linux-gnu/cmake"
 
 cuda_args=()
 nvcc=$(command -v nvcc || true)
@@ -59,27 +57,14 @@ if [ -n "$nvcc" ]; then
              -DCMAKE_CUDA_FLAGS=-allow-unsupported-compiler -DUSE_SYSTEM_NVTX=ON)
   echo "CUDA toolkit: $cuda_home ($("$nvcc" --version | tail -1))"
 elif [ "$torch_cuda" != None ]; then
-  echo "warning: no nvcc on PATH, in \$CUDA_HOME or /usr/local/cuda; a CUDA LibTorch's CMake files need the CUDA toolkit" >&2
-fi
-export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}  # skips LibTorch's GPU-architecture probe at configure time
-
-abi_args=()
-if [ "$abi" = 0 ]; then
-  # pre-C++11 std::string ABI (pip wheels before 2.7): Debian's yaml-cpp cannot link (see CMakeLists.txt)
-  yaml_src=${YAML_CPP_SOURCE_DIR:-$root/.device-kit/src/yaml-cpp}
-  if [ ! -f "$yaml_src/CMakeLists.txt" ]; then
-    echo "error: this PyTorch's LibTorch uses _GLIBCXX_USE_CXX11_ABI=0, with which Debian's libyaml-cpp cannot" \
-         "link; put a yaml-cpp source tree (0.7 or later) at $yaml_src or set YAML_CPP_SOURCE_DIR" >&2
-    exit 1
-  fi
-  abi_args=(-DNANOGPT_YAML_CPP_SOURCE_DIR="$yaml_src")
+  echo "warning: no nvcc on PATH, in \$CUDA_HOME or /usr/local/cuda: a CPU build (NANOGPT_WITH_CUDA needs the toolkit)" >&2
 fi
 
 generator=()
 if command -v ninja > /dev/null; then generator=(-G Ninja); fi
 configure() {
   cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DNANOGPT_BUILD_TESTS=OFF \
-    -DCMAKE_PREFIX_PATH="$prefix" -DNANOGPT_FMT_HEADER_ONLY=ON "${cuda_args[@]}" "${abi_args[@]}" "$@"
+    -DCMAKE_PREFIX_PATH="$prefix" -DNANOGPT_PYTHON="$(command -v "$python")" "${cuda_args[@]}" "$@"
 }
 backends="with the c10d backends CMake found"
 if ! { configure && cmake --build "$build" --target nanogpt -j "$jobs"; }; then

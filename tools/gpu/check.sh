@@ -18,7 +18,7 @@
 # Options: --out DIR (default $OUT, else out-gpu-check), --build-dir DIR (default build-gpu; dry run:
 # build, used as configured), --binary PATH (skip the build), --nanogpt DIR (default .device-nanogpt),
 # --budget-s N (default 470; dry run 600), --jobs N (default nproc). Environment: PYTHON, the
-# interpreter with PyTorch (default python3; dry run /usr/bin/python3); NANOGPT_DIR for --prepare
+# interpreter with PyTorch (default python3, the host's; dry run .venv/bin/python); NANOGPT_DIR for --prepare
 # (default ../nanoGPT); KEEP_WORK=1 keeps the scratch folder (synthetic data, out_dirs).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -64,7 +64,7 @@ if [ $mode = gpu ]; then
   title="GPU check: nanogpt-cpp against nanoGPT, GPT-2 124M shape, bfloat16"
   timeouts=(build=300 logits=90 adamw=30 port_bench=120 nanogpt_eager=120 seed=150 nanogpt_compiled=240)
 else
-  python=${PYTHON:-/usr/bin/python3}
+  python=${PYTHON:-$root/.venv/bin/python}
   build_dir=${build_dir:-build} budget_s=${budget_s:-600}
   device=cpu bench_dtype=float32 seed_dtype=float32  # nanoGPT's bench.py runs float32 on a CPU anyway
   shape=(--n_layer=2 --n_head=2 --n_embd=64) block=64 micro_batches=(2 4) burn_in=2 timed_steps=3
