@@ -144,21 +144,49 @@ bool cuda_available() {
 #endif
 }
 
-at::Device parse_device(const std::string& name) {
-  if (name == "cpu") return at::Device(at::kCPU);
-  if (name.rfind("cuda", 0) == 0) {
-    if (!cuda_available()) {
-      throw std::invalid_argument("device '" + name +
-                                  "' requested, but this build has no CUDA or no GPU is visible; "
-                                  "use device: cpu");
-    }
-    try {
-      return at::Device(name);
-    } catch (const std::exception&) {
-      throw std::invalid_argument("device '" + name + "' is not a valid CUDA device name (cuda, cuda:N)");
-    }
+std::string cuda_unusable_reason() {
+#ifdef NANOGPT_WITH_CUDA
+  if (torch::cuda::is_available()) return "";
+  try {
+    c10::cuda::device_count_ensure_non_zero();
+  } catch (const c10::Error& e) {
+    const std::string message = e.what_without_backtrace();
+    return message.substr(0, message.find('\n'));
   }
-  throw std::invalid_argument("device '" + name + "' is not supported; expected cpu, cuda or cuda:N");
+  return "no CUDA device is visible";
+#else
+  return "this nanogpt is a CPU build (LibTorch without CUDA, or NANOGPT_WITH_CUDA off)";
+#endif
+}
+
+void check_device_name(const std::string& name) {
+  if (name == "cpu" || name == "cuda" || name == "auto") return;
+  if (name.rfind("cuda:", 0) == 0 && name.size() > 5 &&
+      name.find_first_not_of("0123456789", 5) == std::string::npos) {
+    return;
+  }
+  throw std::invalid_argument("device '" + name + "' is not supported; expected cpu, cuda, cuda:N or auto");
+}
+
+std::string resolved_device_name(const std::string& name) {
+  if (name != "auto") return name;
+  return cuda_available() ? "cuda" : "cpu";
+}
+
+at::Device parse_device(const std::string& name) {
+  check_device_name(name);
+  const std::string resolved = resolved_device_name(name);
+  if (resolved != "cpu" && !cuda_available()) {
+    throw std::runtime_error("device '" + name + "': no CUDA device is usable (" + cuda_unusable_reason() +
+                             "); use device: cpu, or auto to take a GPU when there is one");
+  }
+  return at::Device(resolved);
+}
+
+std::string device_choice(const std::string& name, const at::Device& device) {
+  if (name != "auto") return device.str();
+  if (device.is_cuda()) return device.str() + " (device auto: a CUDA device is usable)";
+  return device.str() + " (device auto: no CUDA device is usable: " + cuda_unusable_reason() + ")";
 }
 
 int hardware_threads() {

@@ -346,7 +346,7 @@ void validate(const TrainConfig& c) {
                       c.lr_decay_iters, c.warmup_iters));
   require(c.dtype == "float32" || c.dtype == "bfloat16" || c.dtype == "float16", {"dtype"},
           fmt::format("config key 'dtype' must be float32, bfloat16 or float16, got '{}'", c.dtype));
-  require(c.dtype != "float16" || c.device.rfind("cuda", 0) == 0, {"dtype", "device"},
+  require(c.dtype != "float16" || resolved_device_name(c.device).rfind("cuda", 0) == 0, {"dtype", "device"},
           "dtype 'float16' needs device cuda (autocast on the CPU supports bfloat16 only)");
   require(c.cpu_memory == "keep" || c.cpu_memory == "release", {"cpu_memory"},
           fmt::format("config key 'cpu_memory' must be 'keep' or 'release', got '{}'", c.cpu_memory));
@@ -380,7 +380,7 @@ void validate(const TrainConfig& c) {
   require(!c.out_dir.empty(), {"out_dir"}, "config key 'out_dir' must not be empty");
   require(!c.dataset.empty() || !c.data_dir.empty(), {"dataset", "data_dir"}, "config key 'dataset' must not be empty");
   try {
-    parse_device(c.device);
+    check_device_name(c.device);
   } catch (const std::invalid_argument& e) {
     throw ConfigError(std::string("config key 'device': ") + e.what(), {"device"});
   }

@@ -23,7 +23,7 @@ namespace nanogpt {
 
 MemoryDevice memory_device_from_name(const std::string& name) {
   if (name == "cpu") return MemoryDevice::cpu;
-  if (name.rfind("cuda", 0) == 0) return MemoryDevice::cuda;
+  if (resolved_device_name(name).rfind("cuda", 0) == 0) return MemoryDevice::cuda;
   throw ConfigError("--device '" + name + "' is not one of cpu, cuda, cuda:N");
 }
 

@@ -92,7 +92,8 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
   int64_t gradient_accumulation_steps = config.gradient_accumulation_steps;
   const int64_t tokens_per_iter = gradient_accumulation_steps * batch_size * config.block_size;
   print(fmt::format("tokens per iteration will be: {}", with_commas(tokens_per_iter)));
-  print(fmt::format("device: {}, {}, {}", device.str(), cpu_threads_summary(), torch_build_summary()));
+  print(fmt::format("device: {}, {}, {}", device_choice(config.device, device), cpu_threads_summary(),
+                    torch_build_summary()));
   if (const std::string note = cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
 
   if (master_process) create_folder(config.out_dir, "out_dir");

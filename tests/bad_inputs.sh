@@ -97,7 +97,7 @@ add 2 "config key 'dropout' must be in [0, 1), got 1.5" - "train tiny.yaml --dro
 add 2 "n_embd (30) must be divisible by n_head (4)" - "train tiny.yaml --n_embd=30 --n_head=4"
 add 2 "lr_decay_iters (10) must be larger than warmup_iters (100)" - "train tiny.yaml --warmup_iters=100 --lr_decay_iters=10"
 add 2 "config key 'dtype' must be" - "train tiny.yaml --dtype=float64"
-add 2 "device 'tpu' is not supported; expected cpu, cuda or cuda:N" - "train tiny.yaml --device=tpu"
+add 2 "device 'tpu' is not supported; expected cpu, cuda, cuda:N or auto" - "train tiny.yaml --device=tpu"
 add 2 "dtype 'float16' needs device cuda" - "train tiny.yaml --dtype=float16"
 add 2 "config key 'init_from' must be 'scratch', 'resume', 'gpt2'" - "train tiny.yaml --init_from=gpt3"
 add 2 "memory_budget" - "train tiny.yaml --memory_budget=12apples"

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
   nanogpt::install_counting_cpu_allocator();  // peak tensor bytes in the training logs
   nanogpt::keep_freed_cpu_memory();
   CLI::App app{"nanogpt: train GPT models from YAML configs and sample from checkpoints (a LibTorch port of nanoGPT)"};
-  app.require_subcommand(1);
+  app.set_version_flag("--version", "nanogpt (" + nanogpt::torch_build_summary() + ")");
+  app.require_subcommand(0, 1);
   nanogpt::cli::add_train_command(app);
   nanogpt::cli::add_sample_command(app);
   nanogpt::cli::add_prepare_command(app);
@@ -64,6 +65,10 @@ int main(int argc, char** argv) {
   }
   try {
     app.parse(argc, argv);
+    if (app.get_subcommands().empty()) {
+      std::cerr << "error: a subcommand is required (see nanogpt --help)" << std::endl;
+      return 2;
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   } catch (const nanogpt::ConfigError& e) {
