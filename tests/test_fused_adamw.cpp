@@ -18,10 +18,12 @@ std::vector<torch::Tensor> make_parameters() {
 
 }  // namespace
 
-TEST(FusedAdamW, EqualsLibTorchAdamWToTheBit) {
+// The moments to the bit; the weights within the rounding of LibTorch's square roots (MKL's
+// vector math in PyPI's build, up to 1 ulp off) after six steps: a few weights 1 ulp apart.
+TEST(FusedAdamW, EqualsLibTorchAdamWUpToItsSquareRoots) {
   const AdamwCheckResult r = check_adamw(torch::kCPU, 6);
   EXPECT_EQ(r.path, adamw_path_name(AdamwPath::cpu_kernel));
-  EXPECT_EQ(r.update_error, 0.0);
+  EXPECT_LE(r.weight_error, 0x1p-22);  // 2 ulp of the largest weight
   EXPECT_EQ(r.moment_error, 0.0);
   EXPECT_TRUE(r.same_step_counts);
   EXPECT_EQ(r.elements, 65 * 128 + 384 * 128 + 7 * 3 + 128 + 5);
@@ -29,10 +31,10 @@ TEST(FusedAdamW, EqualsLibTorchAdamWToTheBit) {
 }
 
 // Runs where this build has CUDA and a GPU (the GPU check runs `nanogpt check-adamw --device=cuda` too).
-TEST(FusedAdamW, CudaParametersTakeLibTorchsFusedKernelOn2x) {
+TEST(FusedAdamW, CudaParametersTakeLibTorchsFusedKernel) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA in this build or no GPU visible";
   const AdamwCheckResult r = check_adamw(torch::kCUDA, 6);
-  EXPECT_EQ(r.path, adamw_path_name(TORCH_VERSION_MAJOR >= 2 ? AdamwPath::device_kernel : AdamwPath::libtorch));
+  EXPECT_EQ(r.path, adamw_path_name(AdamwPath::device_kernel));
   EXPECT_TRUE(r.passed) << "update error " << r.update_error << ", moment error " << r.moment_error;
 }
 
@@ -55,7 +57,7 @@ TEST(FusedAdamW, SkipsParametersWithoutGradientAndBumpsVersions) {
   params[0].mutable_grad() = torch::ones({65, 128});
   optimizer->step();
   EXPECT_TRUE(torch::equal(params[1], untouched));
-  EXPECT_EQ(optimizer->state().count(optimizer_state_key(optimizer->state(), params[1])), 0u);
+  EXPECT_EQ(optimizer->state().count(optimizer_state_key(params[1])), 0u);
   EXPECT_GT(params[0]._version(), version);
 }
 

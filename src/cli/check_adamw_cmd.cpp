@@ -28,15 +28,17 @@ void add_check_adamw_command(CLI::App& app) {
     const AdamwCheckResult r = check_adamw(device, *steps);
     std::cout << fmt::format("AdamW on {}: {}; {} steps over {} parameter elements\n", r.device, r.path, r.steps,
                              r.elements)
-              << fmt::format("  weights: max difference {:.3e} of the largest update; moments: {:.3e} of the largest\n",
-                             r.update_error, r.moment_error)
+              << fmt::format("  weights: max difference {:.3e} of the largest ({:.3e} of the largest update); moments: "
+                             "{:.3e} of the largest\n",
+                             r.weight_error, r.update_error, r.moment_error)
               << fmt::format("  step counts {}; tolerance {:.0e}: {}", r.same_step_counts ? "equal" : "DIFFER",
                              r.tolerance, r.passed ? "pass" : "FAIL")
               << std::endl;
     if (!json_path->empty()) {
       const nlohmann::json j = {{"device", r.device},           {"path", r.path},
                                 {"steps", r.steps},             {"elements", r.elements},
-                                {"update_error", r.update_error}, {"moment_error", r.moment_error},
+                                {"update_error", r.update_error}, {"weight_error", r.weight_error},
+                                {"moment_error", r.moment_error},
                                 {"same_step_counts", r.same_step_counts}, {"tolerance", r.tolerance},
                                 {"passed", r.passed}};
       write_file_atomically(*json_path, [&](std::ostream& out) { out << j.dump(1) << "\n"; });

@@ -232,7 +232,7 @@ def build_table(run):
     rows.append([f"logits {checked} vs cpu float32: relative error", cell, "", "", "", ""])
 
     def adamw_cell(adamw, verdict):
-        return (f"{max(adamw['update_error'], adamw['moment_error']):.2e} ({verdict}, tolerance "
+        return (f"{max(adamw['weight_error'], adamw['moment_error']):.2e} ({verdict}, tolerance "
                 f"{adamw['tolerance']:.0e}; {adamw['path']})")
 
     cell = check_cell("adamw", adamw_cell)
