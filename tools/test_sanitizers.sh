@@ -25,9 +25,9 @@ SECONDS=0
 failed=()
 build-asan/tests/nanogpt_reader_tests --gtest_brief=1 || failed+=(nanogpt_reader_tests)
 export NANOGPT_PYTHON=${NANOGPT_PYTHON:-$PWD/.venv/bin/python}
-bash tests/bad_inputs.sh build-asan/nanogpt || failed+=(bad_inputs)
+bash tests/bad_inputs.sh "$PWD/build-asan/nanogpt" || failed+=(bad_inputs)
 status=0
-bash tests/cli_tokenize.sh build-asan/nanogpt || status=$?
+bash tests/cli_tokenize.sh "$PWD/build-asan/nanogpt" || status=$?
 [ $status = 0 ] || [ $status = 77 ] || failed+=(cli_tokenize)
 echo "== sanitizer tests: $SECONDS s"
 if [ ${#failed[@]} -gt 0 ]; then
