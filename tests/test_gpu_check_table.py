@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """tools/gpu/check_table.py on the outputs of a GPU run as check.sh leaves them (written here by
 hand, with the log lines of nanogpt bench, bench.py, train.py and the runner): figures, ratios,
 MFU on the port's peak, an out-of-memory seed run, and failed, timed-out and skipped steps.
 
-Run by CTest with /usr/bin/python3; needs only the standard library.
+Run by CTest with the build's Python (NANOGPT_PYTHON); needs only the standard library.
 """
 
 import json

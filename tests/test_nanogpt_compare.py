@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """tools/nanogpt_compare.py without a nanoGPT checkout: its parsing and table functions, the
 config translation it shares with tools/compare_nanogpt.py, and one whole run against a
 stand-in nanoGPT (a train.py written here that prints nanoGPT's log lines and holds 64 MiB).
 
-  /usr/bin/python3 tests/test_nanogpt_compare.py [PATH/TO/nanogpt]
+  .venv/bin/python tests/test_nanogpt_compare.py [PATH/TO/nanogpt]
 
 Run by CTest with the binary's path. The whole run needs torch and matplotlib in this Python
 (the runner imports torch) and skips with a message without them; the rest needs neither.
@@ -236,7 +236,7 @@ class WholeRunTest(unittest.TestCase):
         if BINARY is None:
             self.skipTest("no nanogpt binary given on the command line")
         if not (importable("torch") and importable("matplotlib")):
-            self.skipTest(f"{sys.executable} lacks torch or matplotlib (Debian: python3-torch, python3-matplotlib)")
+            self.skipTest(f"{sys.executable} lacks torch or matplotlib (tools/setup.sh --tests installs them)")
         with tempfile.TemporaryDirectory() as tmp:
             config_path = os.path.join(tmp, "tiny.yaml")
             with open(config_path, "w") as f:

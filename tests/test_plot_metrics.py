@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """tools/plot_metrics.py: a PNG from generated metrics.jsonl files, and clear errors for bad ones.
 
-Run by CTest with /usr/bin/python3; exits 77 (CTest: skipped) when matplotlib is missing.
+Run by CTest with the build's Python (NANOGPT_PYTHON, .venv/bin/python); exits 77 (CTest: skipped) when matplotlib is missing.
 """
 
 import json
@@ -116,6 +116,6 @@ if __name__ == "__main__":
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        print(f"SKIP: {sys.executable} has no matplotlib (Debian: apt-get install python3-matplotlib)")
+        print(f"SKIP: {sys.executable} has no matplotlib (tools/setup.sh --tests installs it)")
         sys.exit(77)
     unittest.main()

@@ -11,7 +11,9 @@
 #   --batch_size B   micro-batch (default 32; the config's 64 needs 5.6 GB of RSS per process,
 #                    and two of them got one killed by the kernel's OOM killer on a shared 23 GB machine)
 #   The data is Tiny Shakespeare from $NANOGPT_SHARED_DATA/tinyshakespeare/input.txt (default
-#   ../shared/data), prepared into a temporary folder.
+#   ../shared/data), prepared into a temporary folder. torchrun is the Python's
+#   torch.distributed.run: $NANOGPT_PYTHON, default the project's venv (tools/setup.sh);
+#   --launcher auto takes it where that Python has torch, else starts the processes itself.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
@@ -28,9 +30,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 nanogpt="$build/nanogpt"
-[ -x "$nanogpt" ] || { echo "no $nanogpt: build first (cmake -S . -B build -G Ninja && ninja -C build)" >&2; exit 1; }
+[ -x "$nanogpt" ] || { echo "no $nanogpt: build first (tools/setup.sh)" >&2; exit 1; }
+python=${NANOGPT_PYTHON:-$root/.venv/bin/python}
+command -v "$python" > /dev/null || python=python3  # the summary below needs only the standard library
 if [ "$launcher" = auto ]; then
-  if [ -x /usr/bin/torchrun ]; then launcher=torchrun; else launcher=processes; fi
+  if "$python" -c "import torch.distributed.run" 2> /dev/null; then launcher=torchrun; else launcher=processes; fi
 fi
 input="${NANOGPT_SHARED_DATA:-$root/../shared/data}/tinyshakespeare/input.txt"
 work=$(mktemp -d)
@@ -52,7 +56,7 @@ run_one() {  # out name, threads
 
 run_two() {  # out name
   if [ "$launcher" = torchrun ]; then
-    OPENBLAS_NUM_THREADS=1 /usr/bin/torchrun --standalone --nproc_per_node=2 --no_python -r 1 -t 1 \
+    OPENBLAS_NUM_THREADS=1 "$python" -m torch.distributed.run --standalone --nproc_per_node=2 --no_python -r 1 -t 1 \
       "$nanogpt" train "${common[@]}" --num_threads=1 --gradient_accumulation_steps=2 --out_dir="$work/$1" \
       > "$work/$1.log" 2>&1 || { cat "$work/$1.log" >&2; exit 1; }
   else
@@ -74,7 +78,7 @@ run_two two_processes
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 echo "baby GPT, micro-batch $batch_size x 256, 2 micro-batches per iteration, iterations 1..$iters (medians)"
-/usr/bin/python3 - "$work" <<'PY'
+"$python" - "$work" <<'PY'
 import json, statistics, sys
 work = sys.argv[1]
 

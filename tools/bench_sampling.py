@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Sampling speed of this port (KV cache, and without it) against Python nanoGPT's sample.py,
 on the same checkpoint, the same thread count and the same CPU, one after the other.
 
@@ -7,14 +7,15 @@ model loading, the same with `--max_new_tokens 1`; generation speed is
 S * (N - 1) / (time(N) - time(1)), in CPU seconds of the process (user + system). The best of
 --repeats runs counts for each.
 
-  tools/bench_sampling.py --nanogpt build/nanogpt --nanogpt-dir ../nanoGPT [--out-dir OUT]
+  .venv/bin/python tools/bench_sampling.py --nanogpt build/nanogpt --nanogpt-dir ../nanoGPT [--out-dir OUT]
 
 Without --out-dir it makes a checkpoint of the baby GPT shape (configs/train_shakespeare_char.yaml:
 6 layers, 6 heads, 384 wide, block 256) by training one iteration on data/shakespeare_char
 (prepare it first: `nanogpt prepare char --out-dir data/shakespeare_char`). sample.py runs in
 a scratch folder that links nanoGPT's scripts and this project's data/, so it reads the
 meta.pkl that `prepare` wrote (sample.py opens data/<dataset>/meta.pkl and configurator.py
-relative to its working directory).
+relative to its working directory). nanoGPT's sample.py runs under the Python that runs this
+script, which needs torch: the project's venv, which tools/setup.sh makes.
 """
 import argparse
 import os
@@ -87,7 +88,7 @@ def main():
         os.symlink(os.path.join(ROOT, "data"), os.path.join(work, "data"))
         env = dict(os.environ, PYTHONPATH=work + os.pathsep + os.environ.get("PYTHONPATH", ""))
         sides.append(("nanoGPT sample.py", lambda n: timed(
-            ["/usr/bin/python3", "-c", NANOGPT_SAMPLE, str(args.threads), nanogpt_dir, f"--out_dir={out_dir}",
+            [sys.executable, "-c", NANOGPT_SAMPLE, str(args.threads), nanogpt_dir, f"--out_dir={out_dir}",
              "--device=cpu", "--dtype=float32", "--compile=False", f"--num_samples={args.samples}",
              f"--max_new_tokens={n}"], cwd=work, env=env)))
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Python nanoGPT's initial weights for a config, for checking this port's init against them.
 
 Builds nanoGPT's GPT (model.py imported from --nanogpt-dir) right after torch.manual_seed(1337),
@@ -12,9 +12,10 @@ as train.py does, and then
   at learning rate 0, which leaves every weight exactly as initialised (AdamW multiplies by
   1 - 0 * weight_decay and adds -0 * update).
 
-Needs only the standard library and torch. Example:
+Needs only the standard library and torch: the project's venv, which tools/setup.sh makes.
+Example:
 
-  /usr/bin/python3 tools/check_init_against_python.py --nanogpt-dir ../nanoGPT
+  .venv/bin/python tools/check_init_against_python.py --nanogpt-dir ../nanoGPT
 """
 
 import argparse

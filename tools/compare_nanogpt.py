@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Train the same config with this port and with Python nanoGPT; compare losses and speed.
 
 Both sides start from torch.manual_seed(1337), build the same model, draw the same batches
@@ -9,9 +9,10 @@ difference, and the median time per iteration of each side.
 Python nanoGPT's train.py runs unmodified from a scratch copy of the checkout; a small
 runner sets the thread count and prints the loss with more digits (patched in memory).
 
-Needs only the standard library and torch (for the nanoGPT side). Example:
+Needs only the standard library and torch (for the nanoGPT side): the project's venv, which
+tools/setup.sh makes. Example:
 
-  /usr/bin/python3 tools/compare_nanogpt.py --nanogpt-dir ../nanoGPT \
+  .venv/bin/python tools/compare_nanogpt.py --nanogpt-dir ../nanoGPT \
       --config configs/train_shakespeare_char_cpu.yaml --iters 50 --threads 1 \
       --input ../shared/data/tinyshakespeare/input.txt
 """
@@ -196,11 +197,12 @@ def run_logged(command, cwd, log_path, env):
 
 
 def thread_env(threads, blas_threads):
-    """Thread counts for the libraries under torch, the same for both sides. Debian's torch
-    calls a separate BLAS (OpenBLAS) whose own thread pool ignores torch.set_num_threads and
-    is sized from these variables when the process starts. OMP_WAIT_POLICY: the port's binary
-    makes idle OpenMP workers sleep unless told otherwise (so they leave OpenBLAS its cores);
-    nanoGPT gets the same policy."""
+    """Thread counts for the libraries under torch, the same for both sides. PyPI's torch
+    multiplies in MKL on torch's own OpenMP threads; a torch built on OpenBLAS (Debian's) calls
+    it with a thread pool of its own that ignores torch.set_num_threads and is sized from these
+    variables when the process starts. OMP_WAIT_POLICY: the port's binary makes idle OpenMP
+    workers sleep unless told otherwise (so they leave OpenBLAS its cores); nanoGPT gets the
+    same policy."""
     env = dict(os.environ)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     env["OMP_NUM_THREADS"] = str(threads)

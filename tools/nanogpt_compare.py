@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Run Python nanoGPT's train.py and this port on the same config, data, device and
 iterations, and set their speed and memory side by side.
 
-  /usr/bin/python3 tools/nanogpt_compare.py CONFIG.yaml --nanogpt DIR [--iters N] [--out DIR] [--key=value ...]
+  .venv/bin/python tools/nanogpt_compare.py CONFIG.yaml --nanogpt DIR [--iters N] [--out DIR] [--key=value ...]
 
 Any --key=value is a config override for both sides, as `nanogpt train` takes it. The tool
 prints a markdown table (ms/iter, tokens/s, peak memory, first and last loss, wall time) and
@@ -19,7 +19,8 @@ memory, both loss curves). Every figure comes from the two runs:
 
 nanoGPT runs unmodified from a scratch copy of the checkout (see tools/compare_nanogpt.py,
 which this tool shares its config translation with; that tool compares losses digit by digit).
-docs/compare.md describes the options and the measurements.
+docs/compare.md describes the options and the measurements. Needs torch, and matplotlib for the
+PNG: the project's venv with `tools/setup.sh --tests`.
 """
 
 import argparse

@@ -1,10 +1,10 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Run Python nanoGPT's train.py (or bench.py) as it is and report its peak memory when it ends.
 
 Run it from a nanoGPT checkout (train.py reads configurator.py, model.py and data/ from the
 current folder):
 
-  cd ../nanoGPT && /usr/bin/python3 PATH/TO/tools/nanogpt_runner.py [--threads T] --device=cpu ...
+  cd ../nanoGPT && PATH/TO/.venv/bin/python PATH/TO/tools/nanogpt_runner.py [--threads T] --device=cpu ...
 
 The runner's own options come first, everything after them goes to the script as its command
 line:

@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Draw the loss curves of training runs from their metrics.jsonl, for those who would rather
 look than read.
 
-  /usr/bin/python3 tools/plot_metrics.py out-shakespeare-char-cpu out-baby --output losses.png
+  .venv/bin/python tools/plot_metrics.py out-shakespeare-char-cpu out-baby --output losses.png
 
 Each argument is a training out_dir (the file read is OUT_DIR/metrics.jsonl) or a
 metrics.jsonl itself. The PNG has two panels: the training loss of every logged iteration
@@ -11,7 +11,7 @@ metrics.jsonl itself. The PNG has two panels: the training loss of every logged 
 out_dir appends to its metrics.jsonl; an iteration logged twice is drawn with its last
 record. A loss written as null (NaN) leaves a gap.
 
-Needs matplotlib (Debian: python3-matplotlib). Exit status 1 with a message naming the file
+Needs matplotlib (in the project's venv: tools/setup.sh --tests). Exit status 1 with a message naming the file
 and line for a missing or malformed metrics.jsonl.
 """
 
@@ -117,7 +117,7 @@ def import_pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise MetricsError("matplotlib is needed to draw (Debian: apt-get install python3-matplotlib)") from None
+        raise MetricsError("matplotlib is needed to draw (tools/setup.sh --tests installs it into .venv/)") from None
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     return plt

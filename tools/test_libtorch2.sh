@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Optional, not run by CI: builds the project against Debian 13 (trixie)'s LibTorch 2.6 (CPU) and
-# runs every test there, in a trixie chroot made with debootstrap, while the host stays Debian 12
-# with LibTorch 1.13. This links and runs the 2.x side of src/compat.cpp and src/compat_c10d.h
-# (autocast, attention, c10d with Gloo, the fused AdamW) and the Python interop tests against
-# python3-torch 2.6. See docs/libtorch2-check.md.
+# runs every test there, in a trixie chroot made with debootstrap, while the host stays Debian 12.
+# The chroot's Python is Debian's python3-torch 2.6 (NANOGPT_PYTHON=/usr/bin/python3: no venv,
+# nothing from PyPI), so the interop tests load and write checkpoints with torch 2.6.
+# See docs/libtorch-versions.md.
 #
 #   tools/test_libtorch2.sh [--root DIR] [CTEST_ARGS...]
 #
@@ -61,8 +61,10 @@ in_chroot() { chroot "$chroot_dir" /usr/bin/env -i "${env_args[@]}" bash -c "$1"
 src=$chroot_dir/src/nanogpt
 mkdir -p "$src"
 (cd "$root" && git ls-files -z | tar --null -T - -c) | tar -x -C "$src"
-# tools/setup.sh installs what is missing (the same packages as on Debian 12) and builds.
-in_chroot "cd /src/nanogpt && tools/setup.sh --tests"
+# Debian's LibTorch and torch, then tools/setup.sh installs what else is missing and builds.
+in_chroot "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  libtorch-dev python3-torch python3-numpy python3-matplotlib > /dev/null"
+in_chroot "cd /src/nanogpt && NANOGPT_PYTHON=/usr/bin/python3 tools/setup.sh --tests"
 echo "== $(in_chroot 'python3 -c "import torch; print(\"LibTorch\", torch.__version__)"'), $(in_chroot 'g++ --version | head -1')"
 quoted_args=""
 [ ${#ctest_args[@]} -eq 0 ] || quoted_args=$(printf '%q ' "${ctest_args[@]}")

@@ -17,9 +17,9 @@
 namespace {
 
 // LibTorch's threads are OpenMP's (libgomp), whose idle workers spin for a while after each
-// parallel region, and OpenBLAS multiplies matrices on a thread pool of its own: spinning
-// workers take the cores OpenBLAS needs. On 2 cores a small model ran 3x slower on 2 threads
-// than on 1; with passive (sleeping) workers it did not, and larger models lost nothing
+// parallel region, on cores that other work then needs (OpenBLAS's own pool, with an OpenBLAS
+// LibTorch). On 2 cores with LibTorch 1.13 a small model ran 3x slower on 2 threads than on 1;
+// with passive (sleeping) workers it did not, and larger models lost nothing
 // (docs/performance.md, "Idle OpenMP workers sleep"). libgomp reads OMP_WAIT_POLICY once,
 // while it loads, before main; so a computing command without the variable sets it and runs
 // itself again. A policy the user set is kept.

@@ -122,7 +122,7 @@ def write_python(directory):
 
 
 def read_safetensors(path):
-    """The format by hand (Debian has no python3-safetensors): header length, JSON, bytes."""
+    """The format by hand, independent of the safetensors package: header length, JSON, bytes."""
     dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
     with open(path, "rb") as f:
         data = f.read()
