@@ -95,3 +95,9 @@ if(NANOGPT_WITH_CUDA)
 else()
   message(STATUS "nanogpt: LibTorch ${Torch_VERSION} (${Torch_DIR}), CPU build")
 endif()
+
+# PyPI's LibTorch libraries export copies of libstdc++'s std::filesystem functions, and the
+# loader binds a program's calls to the first library that has them: 2.11's libtorch.so has a
+# broken std::filesystem::remove_all (it jumps to address 0). libstdc++ is made the first
+# library the loader searches, so such calls bind to libstdc++'s own.
+add_link_options("LINKER:--push-state,--no-as-needed,-lstdc++,--pop-state")
