@@ -62,9 +62,10 @@ src=$chroot_dir/src/nanogpt
 mkdir -p "$src"
 (cd "$root" && git ls-files -z | tar --null -T - -c) | tar -x -C "$src"
 # Debian's LibTorch and torch (with OpenBLAS: without it LibTorch multiplies in the reference
-# BLAS, about 20x slower), then tools/setup.sh installs what else is missing and builds.
+# BLAS, about 20x slower; setuptools: torch.compile), then tools/setup.sh installs what else is
+# missing and builds.
 in_chroot "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-  libtorch-dev python3-torch python3-numpy python3-matplotlib libopenblas0-pthread > /dev/null"
+  libtorch-dev python3-torch python3-numpy python3-matplotlib python3-setuptools libopenblas0-pthread > /dev/null"
 in_chroot "cd /src/nanogpt && NANOGPT_PYTHON=/usr/bin/python3 tools/setup.sh --tests"
 echo "== $(in_chroot 'python3 -c "import torch; print(\"LibTorch\", torch.__version__)"'), $(in_chroot 'g++ --version | head -1')"
 quoted_args=""
