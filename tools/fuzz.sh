@@ -29,6 +29,8 @@ flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recov
        -I"$out/fmt-include" -D_GLIBCXX_USE_CXX11_ABI=1 -isystem "$torch/include"
        -isystem "$torch/include/torch/csrc/api/include")
 torch_libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -ltorch_cpu -lc10)
+# every target's sources and libraries; each source is compiled once, on all cores, and shared
+declare -A target_sources target_libs
 for target in "${targets[@]}"; do
   case $target in
     pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
@@ -46,9 +48,30 @@ for target in "${targets[@]}"; do
       libs=("${torch_libs[@]}") ;;
     *) echo "unknown target '$target'; expected pickle, torch_pickle, config, bpe or token_file" >&2; exit 2 ;;
   esac
+  target_sources[$target]="${sources[*]} tests/fuzz/${target}_fuzzer.cpp"
+  target_libs[$target]="${libs[*]}"
+done
+object_of() { local name=${1//\//_}; echo "$out/obj/${name%.cpp}.o"; }
+built=()
+for target in "${!target_sources[@]}"; do
+  [ -n "${FUZZ_NO_REBUILD:-}" ] && [ -x "$out/${target}_fuzzer" ] || built+=("$target")
+done
+if [ ${#built[@]} -gt 0 ]; then
+  mkdir -p "$out/obj"
+  export -f object_of
+  export out
+  for target in "${built[@]}"; do printf '%s\n' ${target_sources[$target]}; done | sort -u |
+    xargs -P "$(nproc)" -I{} bash -c 'clang++ "$@" -c {} -o "$(object_of {})"' _ "${flags[@]}"
+  for target in "${built[@]}"; do
+    objects=()
+    for source in ${target_sources[$target]}; do objects+=("$(object_of "$source")"); done
+    # shellcheck disable=SC2086
+    clang++ "${flags[@]}" "${objects[@]}" -lfmt ${target_libs[$target]} -o "$out/${target}_fuzzer"
+  done
+fi
+for target in "${targets[@]}"; do
+  [ -n "${target_sources[$target]:-}" ] || continue
   mkdir -p "$out/$target-corpus"
-  [ -n "${FUZZ_NO_REBUILD:-}" ] && [ -x "$out/${target}_fuzzer" ] ||
-    clang++ "${flags[@]}" "${sources[@]}" "tests/fuzz/${target}_fuzzer.cpp" -lfmt "${libs[@]}" -o "$out/${target}_fuzzer"
   echo "== $target: $seconds s"
   # new inputs go to build-fuzz/<target>-corpus; the committed seeds stay as they are
   status=0
