@@ -74,6 +74,15 @@ class ParsingTest(unittest.TestCase):
         self.assertEqual((args.config, args.nanogpt, args.iters, args.out), ("c.yaml", "../nanoGPT", 30, "o"))
         self.assertEqual(args.overrides, [("device", "cpu"), ("eval_iters", "1")])
         self.assertEqual(args.warmup, 5)
+        self.assertEqual([side for side, _, _ in args.peers], ["nanogpt_eager", "nanogpt_compiled"])
+        self.assertEqual([c for _, _, c in args.peers], [False, True])
+
+    def test_nanogpt_modes(self):
+        args = nanogpt_compare.parse_args(["c.yaml", "--nanogpt", "n", "--nanogpt-modes", "compiled"])
+        self.assertEqual(args.peers, [("nanogpt_compiled", "nanoGPT compiled", True)])
+        for bad in ("jit", "", "eager,eager"):
+            with self.assertRaises(SystemExit):
+                nanogpt_compare.parse_args(["c.yaml", "--nanogpt", "n", "--nanogpt-modes", bad])
 
     def test_default_warmup(self):
         self.assertEqual(nanogpt_compare.default_warmup(10), 5)
@@ -99,6 +108,9 @@ class TranslationTest(unittest.TestCase):
             self.assertEqual(args, ["--compile=False", "--dtype=float32", "--gradient_accumulation_steps=1",
                                     "--learning_rate=1.0", "--log_interval=1", "--max_iters=29",
                                     "--out_dir=/tmp/nano-out", "--wandb_log=False"])
+            compiled = compare_nanogpt.nanogpt_args(config, 30, checkout, "/tmp/nano-out", compile_model=True)
+            self.assertEqual(compiled[0], "--compile=True")
+            self.assertEqual(compiled[1:], args[1:])
             with self.assertRaises(SystemExit):  # a key nanoGPT does not have: the sides would differ
                 compare_nanogpt.nanogpt_args(dict(config, after_config=2), 30, checkout, "o")
 
@@ -133,40 +145,51 @@ class SummaryAndTableTest(unittest.TestCase):
                     "cuda_peak_allocated_bytes": cuda, "first_loss": loss0, "last_loss": loss0 - 1,
                     "wall_s": ms / 10}
         port = [run(70.0 + k, 230 << 20, 4.1828, 100 << 20) for k in range(repeat)]
-        nano = [run(80.0 + k, 310 << 20, 4.1828, 200 << 20) for k in range(repeat)]
-        return port, nano
+        eager = [run(80.0 + k, 310 << 20, 4.1828, 200 << 20) for k in range(repeat)]
+        compiled = [run(50.0 + k, 620 << 20, 4.1828, 150 << 20) for k in range(repeat)]
+        return port, {"nanogpt_eager": eager, "nanogpt_compiled": compiled}
+
+    NAMES = {"nanogpt_eager": "nanoGPT eager", "nanogpt_compiled": "nanoGPT compiled"}
 
     def test_table_rows_and_ratios(self):
-        port, nano = self.sample_runs(2)
-        rows = nanogpt_compare.build_table(port, nano, n_iters=30, warmup=5, cuda=False)
+        port, peers = self.sample_runs(2)
+        rows = nanogpt_compare.build_table(port, peers, n_iters=30, warmup=5, cuda=False)
         by_key = {r["key"]: r for r in rows}
         self.assertNotIn("cuda_peak_allocated_bytes", by_key)
         self.assertEqual([r["key"] for r in rows],
                          ["median_ms", "tokens_per_s", "peak_rss_bytes", "first_loss", "last_loss", "wall_s"])
         self.assertEqual(by_key["median_ms"]["port"], [70.0, 71.0])
-        self.assertEqual(by_key["median_ms"]["ratio"], [70.0 / 80.0, 71.0 / 81.0])
-        self.assertEqual(by_key["peak_rss_bytes"]["nanogpt"], [310.0, 310.0])  # MiB
-        self.assertIsNone(by_key["first_loss"]["ratio"])
+        self.assertEqual(by_key["median_ms"]["ratios"]["nanogpt_eager"], [70.0 / 80.0, 71.0 / 81.0])
+        self.assertEqual(by_key["median_ms"]["ratios"]["nanogpt_compiled"], [70.0 / 50.0, 71.0 / 51.0])
+        self.assertEqual(by_key["peak_rss_bytes"]["peers"]["nanogpt_eager"], [310.0, 310.0])  # MiB
+        self.assertIsNone(by_key["first_loss"]["ratios"])
         self.assertIn("iters 5..29", by_key["median_ms"]["metric"])
         self.assertIn("iter 29", by_key["last_loss"]["metric"])
 
-        table = nanogpt_compare.markdown_table(rows).splitlines()
-        self.assertEqual(table[0], "| metric | port | nanoGPT | port / nanoGPT |")
-        self.assertEqual(table[2], "| ms/iter (median of iters 5..29, no eval) | 70.0 / 71.0 | 80.0 / 81.0 | 0.88 / 0.88 |")
-        self.assertEqual(table[3], "| tokens/s | 10,971 / 10,817 | 9,600 / 9,481 | 1.14 / 1.14 |")
-        self.assertEqual(table[4], "| peak RSS (MiB, from the OS) | 230.0 / 230.0 | 310.0 / 310.0 | 0.74 / 0.74 |")
-        self.assertEqual(table[5], "| first loss (iter 0) | 4.1828 / 4.1828 | 4.1828 / 4.1828 |  |")
+        table = nanogpt_compare.markdown_table(rows, self.NAMES).splitlines()
+        self.assertEqual(table[0], "| metric | port | nanoGPT eager | nanoGPT compiled | port / nanoGPT eager | "
+                                   "port / nanoGPT compiled |")
+        self.assertEqual(table[1], "| --- | ---: | ---: | ---: | ---: | ---: |")
+        self.assertEqual(table[2], "| ms/iter (median of iters 5..29, no eval) | 70.0 / 71.0 | 80.0 / 81.0 | "
+                                   "50.0 / 51.0 | 0.88 / 0.88 | 1.40 / 1.39 |")
+        self.assertEqual(table[3], "| tokens/s | 10,971 / 10,817 | 9,600 / 9,481 | 15,360 / 15,059 | 1.14 / 1.14 | "
+                                   "0.71 / 0.72 |")
+        self.assertEqual(table[4], "| peak RSS (MiB, from the OS) | 230.0 / 230.0 | 310.0 / 310.0 | 620.0 / 620.0 | "
+                                   "0.74 / 0.74 | 0.37 / 0.37 |")
+        self.assertEqual(table[5], "| first loss (iter 0) | 4.1828 / 4.1828 | 4.1828 / 4.1828 | 4.1828 / 4.1828 |  |  |")
 
     def test_table_on_cuda_and_with_missing_values(self):
-        port, nano = self.sample_runs(1)
-        nano[0]["cuda_peak_allocated_bytes"] = None  # the runner printed no CUDA line
+        port, peers = self.sample_runs(1)
+        del peers["nanogpt_compiled"]  # --nanogpt-modes eager
+        peers["nanogpt_eager"][0]["cuda_peak_allocated_bytes"] = None  # the runner printed no CUDA line
         port[0]["median_ms"] = None
-        rows = nanogpt_compare.build_table(port, nano, n_iters=4, warmup=5, cuda=True)
+        rows = nanogpt_compare.build_table(port, peers, n_iters=4, warmup=5, cuda=True)
         by_key = {r["key"]: r for r in rows}
         self.assertEqual(by_key["cuda_peak_allocated_bytes"]["port"], [100.0])
-        self.assertEqual(by_key["cuda_peak_allocated_bytes"]["ratio"], [None])
+        self.assertEqual(by_key["cuda_peak_allocated_bytes"]["ratios"], {"nanogpt_eager": [None]})
         self.assertIn("no timed iters", by_key["median_ms"]["metric"])
-        table = nanogpt_compare.markdown_table(rows)
+        table = nanogpt_compare.markdown_table(rows, {"nanogpt_eager": "nanoGPT eager"})
+        self.assertIn("| metric | port | nanoGPT eager | port / nanoGPT eager |", table)
         self.assertIn("| CUDA max allocated (MiB) | 100.0 | - | - |", table)
         self.assertIn("| ms/iter (no timed iters) | - | 80.0 | - |", table)
 
@@ -179,14 +202,15 @@ class SummaryAndTableTest(unittest.TestCase):
         self.assertIsNone(nanogpt_compare.largest_logged(metrics, "peak_tensor_bytes"))
 
     def test_json_holds_setup_runs_and_table(self):
-        port, nano = self.sample_runs(1)
-        rows = nanogpt_compare.build_table(port, nano, n_iters=30, warmup=5, cuda=False)
-        result = nanogpt_compare.comparison_json({"iters": 30, "threads": 1}, port, nano, rows)
+        port, peers = self.sample_runs(1)
+        rows = nanogpt_compare.build_table(port, peers, n_iters=30, warmup=5, cuda=False)
+        result = nanogpt_compare.comparison_json({"iters": 30, "threads": 1}, port, peers, rows)
         result = json.loads(json.dumps(result))  # JSON-serialisable as written
         self.assertEqual(result["iters"], 30)
         self.assertEqual(result["runs"]["port"][0]["median_ms"], 70.0)
+        self.assertEqual(result["runs"]["nanogpt_compiled"][0]["median_ms"], 50.0)
         self.assertEqual(result["table"][0]["key"], "median_ms")
-        self.assertEqual(result["table"][0]["ratio"], [70.0 / 80.0])
+        self.assertEqual(result["table"][0]["ratios"]["nanogpt_eager"], [70.0 / 80.0])
         self.assertNotIn("format", result["table"][0])
 
 
@@ -264,7 +288,10 @@ class WholeRunTest(unittest.TestCase):
 
             with open(os.path.join(out, "compare.json")) as f:
                 compared = json.load(f)
-            nano, port = compared["runs"]["nanogpt"][0], compared["runs"]["port"][0]
+            nano, port = compared["runs"]["nanogpt_eager"][0], compared["runs"]["port"][0]
+            self.assertEqual(compared["runs"]["nanogpt_compiled"][0]["median_ms"], 26.0)
+            self.assertIn("--compile=True", compared["runs"]["nanogpt_compiled"][0]["command"])
+            self.assertIn("--compile=False", nano["command"])
             self.assertEqual(nano["median_ms"], 26.0)  # the stand-in's times 25, 26, 27 ms
             self.assertAlmostEqual(nano["tokens_per_s"], 256 / 0.026)
             self.assertEqual((nano["first_loss"], nano["last_loss"]), (4.0, 3.93))

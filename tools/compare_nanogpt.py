@@ -247,11 +247,12 @@ def run_port(args, config, overrides, data_dir, workdir, threads):
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
 
 
-def nanogpt_args(config, iters, nanogpt_dir, out_dir, start_iter=0, resume=False):
-    """Every key nanoGPT knows, as --key=value in its configurator's syntax."""
+def nanogpt_args(config, iters, nanogpt_dir, out_dir, start_iter=0, resume=False, compile_model=False):
+    """Every key nanoGPT knows, as --key=value in its configurator's syntax; compile_model is
+    nanoGPT's `compile` (torch.compile), whatever the port's config says."""
     types = nanogpt_default_types(os.path.join(nanogpt_dir, "train.py"))
     forced = {"max_iters": start_iter + iters - 1, "log_interval": 1, "out_dir": out_dir,
-              "compile": False, "wandb_log": False}
+              "compile": compile_model, "wandb_log": False}
     if resume:
         forced["init_from"] = "resume"
     values = dict(config)

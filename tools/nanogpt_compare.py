@@ -1,17 +1,20 @@
 #!/usr/bin/env python3
-"""Run Python nanoGPT's train.py and this port on the same config, data, device and
-iterations, and set their speed and memory side by side.
+"""Run Python nanoGPT's train.py, eager and compiled, and this port on the same config, data,
+device and iterations, and set their speed and memory side by side.
 
-  .venv/bin/python tools/nanogpt_compare.py CONFIG.yaml --nanogpt DIR [--iters N] [--out DIR] [--key=value ...]
+  .venv/bin/python tools/nanogpt_compare.py CONFIG.yaml --nanogpt DIR [--iters N] [--out DIR]
+      [--nanogpt-modes eager,compiled] [--key=value ...]
 
-Any --key=value is a config override for both sides, as `nanogpt train` takes it. The tool
-prints a markdown table (ms/iter, tokens/s, peak memory, first and last loss, wall time) and
+Any --key=value is a config override for every side, as `nanogpt train` takes it. nanoGPT runs
+with compile=False (eager) and compile=True (torch.compile, nanoGPT's default; on the CPU it
+needs a C++ compiler), each a side of its own. The tool prints a markdown table (ms/iter,
+tokens/s, peak memory, first and last loss, wall time; the port against each nanoGPT side) and
 writes OUT/compare.json, OUT/compare.md and OUT/compare.png (bar charts of ms/iter and peak
-memory, both loss curves). Every figure comes from the two runs:
+memory, the loss curves). Every figure comes from the runs:
 
 - ms/iter: the median of the iterations each side logs, leaving out the first --warmup
-  (default: 5 or a tenth of the iterations, whichever is more) and every iteration that ran an
-  evaluation; tokens/s = gradient_accumulation_steps * batch_size * block_size / that median.
+  (default: 5 or a tenth of the iterations, whichever is more; torch.compile's first
+  iterations are its compilation) and every iteration that ran an evaluation; tokens/s = gradient_accumulation_steps * batch_size * block_size / that median.
 - peak memory: the peak resident set of each process as the kernel counts it (wait4 on the
   child; for the port also the VmHWM it logs per window, see run_port); on CUDA also the caching allocator's peak allocated bytes: nanoGPT's
   torch.cuda.max_memory_allocated (tools/nanogpt_runner.py prints it at exit), the port's
@@ -43,7 +46,9 @@ RUNNER_CUDA_LINE = re.compile(r"^nanogpt_runner: (cuda:\d+) max_memory_allocated
                               r"max_memory_reserved_bytes=(\d+)")
 OVERRIDE = re.compile(r"^--([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 MIB = 1024.0 * 1024.0
-SIDES = (("port", "port"), ("nanogpt", "nanoGPT"))  # (key in the JSON, name in the table)
+# nanoGPT's sides: (key in the JSON, name in the table, its compile setting)
+NANOGPT_MODES = {"eager": ("nanogpt_eager", "nanoGPT eager", False),
+                 "compiled": ("nanogpt_compiled", "nanoGPT compiled", True)}
 
 
 def parse_args(argv=None):
@@ -63,6 +68,9 @@ def parse_args(argv=None):
     parser.add_argument("--input", help="text to prepare a char dataset from when --data-dir is not given")
     parser.add_argument("--warmup", type=int, help="iterations left out of the timing (default: max(5, iters/10))")
     parser.add_argument("--repeat", type=int, default=1, help="run port, nanoGPT, port, ... this many times each (default: 1)")
+    parser.add_argument("--nanogpt-modes", default="eager,compiled", metavar="LIST",
+                        help="nanoGPT sides to run: eager (compile=False), compiled (compile=True) or both "
+                             "(default: %(default)s)")
     parser.add_argument("--no-png", action="store_true", help="skip the PNG (no matplotlib needed)")
     args, extra = parser.parse_known_args(argv)
     try:
@@ -73,6 +81,11 @@ def parse_args(argv=None):
         parser.error("--iters and --repeat must be at least 1")
     if args.warmup is None:
         args.warmup = default_warmup(args.iters)
+    modes = [m.strip() for m in args.nanogpt_modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in NANOGPT_MODES]
+    if unknown or not modes or len(set(modes)) != len(modes):
+        parser.error(f"--nanogpt-modes '{args.nanogpt_modes}': expected eager, compiled or eager,compiled")
+    args.peers = [NANOGPT_MODES[m] for m in NANOGPT_MODES if m in modes]
     return args
 
 
@@ -118,16 +131,18 @@ def ratio(a, b):
     return a / b if a is not None and b else None
 
 
-def build_table(port_runs, nano_runs, n_iters, warmup, cuda):
-    """Rows of the side-by-side table: (label, [port value per run], [nanoGPT value per run],
-    [port/nanoGPT ratio per run pair] or None, format). The values are the measured ones."""
+def build_table(port_runs, peer_runs, n_iters, warmup, cuda):
+    """Rows of the side-by-side table. peer_runs: {side key: [run per repeat]} of the nanoGPT
+    sides, in table order. Each row holds the port's value per run, each side's value per run
+    and the port/side ratio per run pair (None for losses), all measured."""
     def values(runs, key, scale=1.0):
         return [None if r[key] is None else r[key] * scale for r in runs]
 
     def row(label, key, spec, scale=1.0, with_ratio=True):
-        port, nano = values(port_runs, key, scale), values(nano_runs, key, scale)
-        ratios = [ratio(p, n) for p, n in zip(port, nano)] if with_ratio else None
-        return {"key": key, "metric": label, "port": port, "nanogpt": nano, "ratio": ratios, "format": spec}
+        port = values(port_runs, key, scale)
+        peers = {side: values(runs, key, scale) for side, runs in peer_runs.items()}
+        ratios = {side: [ratio(p, n) for p, n in zip(port, nano)] for side, nano in peers.items()} if with_ratio else None
+        return {"key": key, "metric": label, "port": port, "peers": peers, "ratios": ratios, "format": spec}
 
     timed = f"median of iters {warmup}..{n_iters - 1}, no eval" if warmup < n_iters else "no timed iters"
     rows = [row(f"ms/iter ({timed})", "median_ms", ".1f"),
@@ -145,19 +160,22 @@ def format_cell(values, spec):
     return " / ".join("-" if v is None else format(v, spec) for v in values)
 
 
-def markdown_table(rows):
-    lines = ["| metric | port | nanoGPT | port / nanoGPT |", "| --- | ---: | ---: | ---: |"]
+def markdown_table(rows, names):
+    """names: {side key: name in the table} of the nanoGPT sides, in table order."""
+    header = ["metric", "port"] + list(names.values()) + [f"port / {name}" for name in names.values()]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
     for r in rows:
-        ratios = format_cell(r["ratio"], ".2f") if r["ratio"] is not None else ""
-        lines.append(f"| {r['metric']} | {format_cell(r['port'], r['format'])} | "
-                     f"{format_cell(r['nanogpt'], r['format'])} | {ratios} |")
+        cells = [r["metric"], format_cell(r["port"], r["format"])]
+        cells += [format_cell(r["peers"][side], r["format"]) for side in names]
+        cells += [format_cell(r["ratios"][side], ".2f") if r["ratios"] is not None else "" for side in names]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def comparison_json(setup, port_runs, nano_runs, rows):
-    """Everything the table came from: the set-up, each run, and the table itself."""
-    return {**setup, "runs": {"port": port_runs, "nanogpt": nano_runs},
-            "table": [{k: r[k] for k in ("key", "metric", "port", "nanogpt", "ratio")} for r in rows]}
+def comparison_json(setup, port_runs, peer_runs, rows):
+    """Everything the table came from: the set-up, each run of each side, and the table itself."""
+    return {**setup, "runs": {"port": port_runs, **peer_runs},
+            "table": [{k: r[k] for k in ("key", "metric", "port", "peers", "ratios")} for r in rows]}
 
 
 def run_measured(command, cwd, log_path, env):
@@ -210,10 +228,11 @@ def largest_logged(metrics, key):
     return max(values) if values else None
 
 
-def run_nanogpt(args, config, copy_dir, run_dir, env, threads):
-    train_args = translate.nanogpt_args(config, args.iters, args.nanogpt, os.path.join(run_dir, "nanogpt-out"))
+def run_nanogpt(args, config, copy_dir, run_dir, env, threads, side, compile_model):
+    train_args = translate.nanogpt_args(config, args.iters, args.nanogpt, os.path.join(run_dir, f"{side}-out"),
+                                        compile_model=compile_model)
     command = [args.python, "-u", RUNNER, "--threads", str(threads)] + train_args
-    result = run_measured(command, copy_dir, os.path.join(run_dir, "nanogpt.log"), env)
+    result = run_measured(command, copy_dir, os.path.join(run_dir, f"{side}.log"), env)
     with open(result["log"]) as f:
         lines = f.readlines()
     iters, evals = translate.parse_nanogpt_log(lines)
@@ -222,26 +241,28 @@ def run_nanogpt(args, config, copy_dir, run_dir, env, threads):
     return result, {"iters": iters, "evals": evals}
 
 
-def write_png(path, rows, port_metrics, nano_metrics, title, cuda):
+def write_png(path, rows, names, first_metrics, title, cuda):
     """Bars of ms/iter and peak memory (CUDA max allocated on CUDA, else peak RSS), one per run,
-    above the loss curves of the first run of each side."""
+    above the loss curves of the first run of each side. names: {side key: name}, port first;
+    first_metrics: {side key: metrics of its first run}."""
     plt = plot_metrics.import_pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     by_key = {r["key"]: r for r in rows}
     memory_row = by_key["cuda_peak_allocated_bytes" if cuda else "peak_rss_bytes"]
     for ax, r, ylabel in ((axes[0][0], by_key["median_ms"], "ms per iteration"), (axes[0][1], memory_row, "MiB")):
+        columns = [r["port"]] + [r["peers"][side] for side in names if side != "port"]
         repeats = len(r["port"])
         width = 0.8 / repeats
         for k in range(repeats):
-            xs = [i + (k - (repeats - 1) / 2) * width for i in range(len(SIDES))]
-            heights = [r["port"][k] or 0.0, r["nanogpt"][k] or 0.0]
-            bars = ax.bar(xs, heights, width * 0.9, color=["C0", "C1"], alpha=max(0.3, 1.0 - 0.25 * k))
+            xs = [i + (k - (repeats - 1) / 2) * width for i in range(len(columns))]
+            heights = [column[k] or 0.0 for column in columns]
+            bars = ax.bar(xs, heights, width * 0.9, color=[f"C{i}" for i in range(len(columns))],
+                          alpha=max(0.3, 1.0 - 0.25 * k))
             ax.bar_label(bars, labels=[format(h, r["format"]) for h in heights], fontsize="small")
-        ax.set_xticks(range(len(SIDES)), [name for _, name in SIDES])
+        ax.set_xticks(range(len(columns)), list(names.values()))
         ax.set_title(r["metric"] + (f" ({repeats} runs each)" if repeats > 1 else ""))
         ax.set_ylabel(ylabel)
-    plot_metrics.draw_loss_curves(axes[1][0], axes[1][1],
-                                  [("port", port_metrics), ("nanoGPT", nano_metrics)])
+    plot_metrics.draw_loss_curves(axes[1][0], axes[1][1], [(names[side], first_metrics[side]) for side in names])
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -272,21 +293,24 @@ def main(argv=None):
     print(f"config: {args.config} {' '.join(f'--{k}={v}' for k, v in args.overrides)}\n"
           f"model: n_layer={config['n_layer']} n_head={config['n_head']} n_embd={config['n_embd']} "
           f"block_size={config['block_size']} batch_size={config['batch_size']} dropout={config['dropout']} "
-          f"dtype={config['dtype']} device={config['device']} (compile=False on both sides)\n"
+          f"dtype={config['dtype']} device={config['device']}; nanoGPT sides: "
+          f"{', '.join(f'{name} (compile={compile_model})' for _, name, compile_model in args.peers)}\n"
           f"iterations 0..{args.iters - 1}, {tokens_per_iter:,} tokens/iter, {threads} torch thread(s), "
           f"OpenBLAS {blas_threads}; vocab_size from meta.pkl: {vocab_size}; data {data_dir}")
 
-    runs = {"port": [], "nanogpt": []}
-    metrics = {"port": [], "nanogpt": []}
+    names = {"port": "port", **{side: name for side, name, _ in args.peers}}
+    runs = {side: [] for side in names}
+    metrics = {side: [] for side in names}
     for k in range(args.repeat):
         run_dir = os.path.join(work, f"run{k + 1}")
         os.makedirs(run_dir, exist_ok=True)
-        for key, name in SIDES:
+        for key, compile_model in [("port", None)] + [(side, c) for side, _, c in args.peers]:
+            name = names[key]
             print(f"run {k + 1}/{args.repeat}: {name}")
             if key == "port":
                 result, run_metrics = run_port(args, data_dir, run_dir, env, threads)
             else:
-                result, run_metrics = run_nanogpt(args, config, copy_dir, run_dir, env, threads)
+                result, run_metrics = run_nanogpt(args, config, copy_dir, run_dir, env, threads, key, compile_model)
             check_tokens_per_iter(result["log"], tokens_per_iter)
             result.update(summarize_run(run_metrics["iters"], run_metrics["evals"], args.iters, args.warmup,
                                         config["eval_interval"], tokens_per_iter))
@@ -295,8 +319,9 @@ def main(argv=None):
             runs[key].append(result)
             metrics[key].append(run_metrics)
 
-    rows = build_table(runs["port"], runs["nanogpt"], args.iters, args.warmup, cuda)
-    table = markdown_table(rows)
+    peer_runs = {side: runs[side] for side, _, _ in args.peers}
+    rows = build_table(runs["port"], peer_runs, args.iters, args.warmup, cuda)
+    table = markdown_table(rows, {side: name for side, name, _ in args.peers})
     setup = {"config_path": args.config, "overrides": dict(args.overrides), "config": config,
              "iters": args.iters, "warmup_iters": args.warmup, "repeat": args.repeat, "threads": threads,
              "blas_threads": blas_threads, "tokens_per_iter": tokens_per_iter, "data_dir": data_dir,
@@ -305,14 +330,15 @@ def main(argv=None):
                          "load_average_at_end": os.getloadavg()}}
     print("\n" + table)
     with open(os.path.join(out, "compare.json"), "w") as f:
-        json.dump(comparison_json(setup, runs["port"], runs["nanogpt"], rows), f, indent=1)
+        json.dump(comparison_json(setup, runs["port"], peer_runs, rows), f, indent=1)
     with open(os.path.join(out, "compare.md"), "w") as f:
         f.write(table + "\n")
     written = ["compare.json", "compare.md"]
     if not args.no_png:
         title = (f"{os.path.basename(args.config)}, {args.iters} iters, {config['device']}, "
                  f"{threads} thread(s), OpenBLAS {blas_threads}")
-        write_png(os.path.join(out, "compare.png"), rows, metrics["port"][0], metrics["nanogpt"][0], title, cuda)
+        write_png(os.path.join(out, "compare.png"), rows, names, {side: metrics[side][0] for side in names}, title,
+                  cuda)
         written.append("compare.png")
     print(f"\nwritten to {out}: {', '.join(written)} (runs and logs in {work})")
     return 0
