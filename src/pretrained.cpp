@@ -221,7 +221,10 @@ void export_huggingface(GPT& model, const std::string& out_dir) {
       {"initializer_range", 0.02},
       {"tie_word_embeddings", true},
       {"torch_dtype", "float32"}};
-  if (c.vocab_size > 50256) config["bos_token_id"] = config["eos_token_id"] = 50256;
+  // GPT-2's <|endoftext|>; transformers assumes 50256 when the keys are absent, which a smaller
+  // vocabulary (a character set) does not hold
+  const nlohmann::ordered_json end_of_text = c.vocab_size > 50256 ? nlohmann::ordered_json(50256) : nullptr;
+  config["bos_token_id"] = config["eos_token_id"] = end_of_text;
   write_file_atomically((fs::path(out_dir) / "config.json").string(),
                         [&](std::ostream& out) { out << config.dump(2) << "\n"; });
 }
