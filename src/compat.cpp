@@ -114,28 +114,6 @@ void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters) {
   }
 }
 
-bool device_fused_adamw_takes(const at::Tensor& param) {
-#ifdef NANOGPT_WITH_CUDA
-  // the kernel walks each tensor's storage as one flat array
-  return param.is_cuda() && at::isFloatingType(param.scalar_type()) && param.layout() == at::kStrided &&
-         param.is_contiguous();
-#else
-  (void)param;
-  return false;
-#endif
-}
-
-void device_fused_adamw_step(const DeviceAdamwLists& lists, double lr, double beta1, double beta2,
-                             double weight_decay, double eps) {
-#ifdef NANOGPT_WITH_CUDA
-  at::_fused_adamw_(lists.params, lists.grads, lists.exp_avgs, lists.exp_avg_sqs, /*max_exp_avg_sqs=*/{},
-                    lists.steps, lr, beta1, beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false);
-#else
-  (void)lists, (void)lr, (void)beta1, (void)beta2, (void)weight_decay, (void)eps;
-  throw std::logic_error("device_fused_adamw_step: this LibTorch build has no fused AdamW kernel for GPUs");
-#endif
-}
-
 bool cuda_available() {
 #ifdef NANOGPT_WITH_CUDA
   return torch::cuda::is_available();

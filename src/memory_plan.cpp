@@ -101,7 +101,7 @@ MemoryEstimate estimate_memory(const TrainConfig& c, int64_t V, MemoryDevice dev
 
   // One block's saved tensors: x (ln_1 input) and x+attn (ln_2 input) in fp32; the inputs of
   // c_attn, of the two attention matmuls (q scaled, k and v reshaped copies), of c_proj, of
-  // c_fc, of GELU (in float32 on the CPU, the fused GELU's slope instead: the same bytes) and
+  // c_fc, of GELU and
   // of mlp.c_proj; the softmax output; mean and rstd of both LayerNorms.
   // With this port's fused CPU attention (T <= kFusedAttentionMaxKeys: cpu_attention.h) the softmax
   // output is replaced by one log-normaliser per query (and, with dropout, a bool mask), and

@@ -7,7 +7,6 @@
 #include <stdexcept>
 
 #include "nanogpt/compat.h"
-#include "nanogpt/cpu_gelu.h"
 #include "nanogpt/float_products.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/recompute.h"
@@ -106,7 +105,7 @@ MLPImpl::MLPImpl(const GPTConfig& config) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return dropout(project(c_proj, mlp_gelu(project(c_fc, x, products), products.get()), products));
+  return dropout(project(c_proj, torch::gelu(project(c_fc, x, products)), products));
 }
 
 BlockImpl::BlockImpl(const GPTConfig& config) {

@@ -186,7 +186,7 @@ std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, boo
   if (!threads) {
     *summary = "matrix products: " + unsplit + " (" + why_not + ")";
   } else if (bf16_on_libtorch) {
-    *summary = "matrix products: " + unsplit + "; the fused attention and GELU across " +
+    *summary = "matrix products: " + unsplit + "; the fused attention across " +
                std::to_string(threads->threads()) + " threads (split_products)";
   } else {
     *summary = "matrix products: split into blocks of rows across " + std::to_string(threads->threads()) +

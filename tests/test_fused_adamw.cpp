@@ -18,13 +18,12 @@ std::vector<torch::Tensor> make_parameters() {
 
 }  // namespace
 
-// The moments to the bit; the weights within the rounding of LibTorch's square roots (MKL's
-// vector math in PyPI's build, up to 1 ulp off) after six steps: a few weights 1 ulp apart.
-TEST(FusedAdamW, EqualsLibTorchAdamWUpToItsSquareRoots) {
+// LibTorch's fused kernel against its own AdamW step on the CPU, six steps: equal to rounding.
+TEST(FusedAdamW, EqualsLibTorchAdamWToRounding) {
   const AdamwCheckResult r = check_adamw(torch::kCPU, 6);
-  EXPECT_EQ(r.path, adamw_path_name(AdamwPath::cpu_kernel));
+  EXPECT_EQ(r.path, adamw_path_name(AdamwPath::fused_kernel));
   EXPECT_LE(r.weight_error, 0x1p-22);  // 2 ulp of the largest weight
-  EXPECT_EQ(r.moment_error, 0.0);
+  EXPECT_LE(r.moment_error, 0x1p-22);
   EXPECT_TRUE(r.same_step_counts);
   EXPECT_EQ(r.elements, 65 * 128 + 384 * 128 + 7 * 3 + 128 + 5);
   EXPECT_TRUE(r.passed);
@@ -34,17 +33,17 @@ TEST(FusedAdamW, EqualsLibTorchAdamWUpToItsSquareRoots) {
 TEST(FusedAdamW, CudaParametersTakeLibTorchsFusedKernel) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA in this build or no GPU visible";
   const AdamwCheckResult r = check_adamw(torch::kCUDA, 6);
-  EXPECT_EQ(r.path, adamw_path_name(AdamwPath::device_kernel));
+  EXPECT_EQ(r.path, adamw_path_name(AdamwPath::fused_kernel));
   EXPECT_TRUE(r.passed) << "update error " << r.update_error << ", moment error " << r.moment_error;
 }
 
 TEST(FusedAdamW, PathFollowsParametersAndOptions) {
   auto params = make_parameters();
-  EXPECT_EQ(FusedAdamW(params, torch::optim::AdamWOptions(1e-3)).path(), AdamwPath::cpu_kernel);
+  EXPECT_EQ(FusedAdamW(params, torch::optim::AdamWOptions(1e-3)).path(), AdamwPath::fused_kernel);
   FusedAdamW amsgrad(params, torch::optim::AdamWOptions(1e-3).amsgrad(true));
   EXPECT_EQ(amsgrad.path(), AdamwPath::libtorch);
-  FusedAdamW half({torch::zeros({4}, torch::kHalf).requires_grad_(true)}, torch::optim::AdamWOptions(1e-3));
-  EXPECT_EQ(half.path(), AdamwPath::libtorch);
+  FusedAdamW bf16({torch::zeros({4}, torch::kBFloat16).requires_grad_(true)}, torch::optim::AdamWOptions(1e-3));
+  EXPECT_EQ(bf16.path(), AdamwPath::fused_kernel);
   FusedAdamW strided({torch::zeros({4, 4}).t().requires_grad_(true)}, torch::optim::AdamWOptions(1e-3));
   EXPECT_EQ(strided.path(), AdamwPath::libtorch);
 }
@@ -59,19 +58,4 @@ TEST(FusedAdamW, SkipsParametersWithoutGradientAndBumpsVersions) {
   EXPECT_TRUE(torch::equal(params[1], untouched));
   EXPECT_EQ(optimizer->state().count(optimizer_state_key(params[1])), 0u);
   EXPECT_GT(params[0]._version(), version);
-}
-
-TEST(FusedAdamW, DoubleParametersTakeAdamWsOwnStep) {
-  auto make = [] {
-    torch::manual_seed(13);
-    return std::vector<torch::Tensor>{torch::randn({4, 4}, torch::kDouble).requires_grad_(true)};
-  };
-  auto fused_params = make(), reference_params = make();
-  FusedAdamW fused(fused_params, torch::optim::AdamWOptions(1e-2));
-  torch::optim::AdamW reference(reference_params, torch::optim::AdamWOptions(1e-2));
-  fused_params[0].mutable_grad() = torch::ones({4, 4}, torch::kDouble);
-  reference_params[0].mutable_grad() = torch::ones({4, 4}, torch::kDouble);
-  fused.step();
-  reference.step();
-  EXPECT_TRUE(torch::equal(fused_params[0], reference_params[0]));
 }

@@ -131,7 +131,7 @@ TEST(ProductThreads, ForARunFollowsTheConfigAndTheBlas) {
   EXPECT_EQ(summary, "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions) (OpenBLAS has 1 thread)");
   set(3);
   const auto threads = product_threads_for_run(true, true, false, &summary);
-  // bf16 products on LibTorch's kernels: the threads remain, for the attention and GELU
+  // bf16 products on LibTorch's kernels: the threads remain, for the attention
   const auto bf16_threads = product_threads_for_run(true, true, true, &bf16_summary);
   set(blas_threads);
   ASSERT_NE(threads, nullptr);
@@ -142,8 +142,8 @@ TEST(ProductThreads, ForARunFollowsTheConfigAndTheBlas) {
   ASSERT_NE(bf16_threads, nullptr);
   EXPECT_EQ(bf16_threads->threads(), 3);
   EXPECT_EQ(bf16_summary,
-            "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions); the fused attention and GELU "
-            "across 3 threads (split_products)");
+            "matrix products: LibTorch's bf16 kernels (this CPU has bf16 instructions); the fused attention across 3 "
+            "threads (split_products)");
 }
 
 TEST(SplitLinear, OutputAndGradientsEqualLinear) {

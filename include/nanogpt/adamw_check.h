@@ -1,10 +1,8 @@
 #pragma once
-// FusedAdamW against LibTorch's own AdamW on one device: the same parameters (shaped like a
-// small GPT's, in configure_optimizers' two groups), the same seeded gradients and changing
-// learning rate, a few steps. The moments agree to the bit on the CPU. The weights agree to
-// rounding: LibTorch's AdamW takes its square roots from MKL's vector math in PyPI's build
-// (within 1 ulp, not correctly rounded; the port's kernel rounds them correctly), and on a GPU
-// LibTorch's fused kernel rounds in another order.
+// FusedAdamW (LibTorch's fused kernel) against LibTorch's own AdamW step on one device: the
+// same parameters (shaped like a small GPT's, in configure_optimizers' two groups), the same
+// seeded gradients and changing learning rate, a few steps. They agree to rounding: the fused
+// kernel orders its arithmetic differently.
 #include <ATen/ATen.h>
 
 #include <string>

@@ -57,18 +57,6 @@ void set_rng_state(const at::Device& device, const at::Tensor& state);
 // Set every parameter's gradient to undefined (PyTorch's zero_grad(set_to_none=True)).
 void zero_grad_set_to_none(const std::vector<at::Tensor>& parameters);
 
-// LibTorch's multi-tensor AdamW kernel for GPUs (`at::_fused_adamw_`, CUDA builds; what
-// torch.optim.AdamW(fused=True) runs, and nanoGPT asks for on CUDA). `takes` says whether it
-// updates `param` (a dense floating-point CUDA tensor, in a build that has the kernel).
-// `step` updates same-device lists in place; `steps` holds each parameter's step count after
-// this step as a 0-dim float tensor on the device, as the kernel reads it there.
-struct DeviceAdamwLists {
-  std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
-};
-bool device_fused_adamw_takes(const at::Tensor& param);
-void device_fused_adamw_step(const DeviceAdamwLists& lists, double lr, double beta1, double beta2,
-                             double weight_decay, double eps);
-
 // True when this binary was built against a LibTorch with CUDA and a GPU is present.
 bool cuda_available();
 // Why no CUDA device is usable ("this nanogpt is a CPU build ...", or the CUDA runtime's own

@@ -1,10 +1,10 @@
 #pragma once
-// torch::optim::AdamW whose step updates each float32 CPU parameter in one pass over its
-// weights, gradient and moments, instead of LibTorch's eight kernels and two temporaries
-// per parameter: the same results to the bit. CUDA parameters go through LibTorch's fused
-// multi-tensor kernel (torch.optim.AdamW(fused=True), as nanoGPT runs on CUDA). Same state
-// either way (checkpoints and load_state are unchanged); other parameters (CPU half or
-// double, amsgrad) take AdamW's own step.
+// torch::optim::AdamW whose step runs LibTorch's fused multi-tensor kernel (`at::_fused_adamw_`,
+// what torch.optim.AdamW(fused=True) runs; nanoGPT asks for it on CUDA) on the CPU and on a GPU
+// alike: one pass over each parameter's weights, gradient and moments instead of AdamW's eight
+// kernels and two temporaries per parameter. Same state as AdamW (checkpoints and load_state
+// are unchanged); parameters the kernel does not take (sparse, non-contiguous, on several
+// devices, amsgrad) go through AdamW's own step.
 #include <torch/optim/adamw.h>
 
 #include <string>
@@ -14,8 +14,8 @@ namespace nanogpt {
 // The key under which LibTorch's optimizers keep a parameter's state.
 inline void* optimizer_state_key(const at::Tensor& p) { return p.unsafeGetTensorImpl(); }
 
-enum class AdamwPath { cpu_kernel, device_kernel, libtorch };
-// "the port's CPU kernel (FusedAdamW)", "LibTorch's fused GPU kernel (at::_fused_adamw_)", ...
+enum class AdamwPath { fused_kernel, libtorch };
+// "LibTorch's fused kernel (at::_fused_adamw_)" or "LibTorch's AdamW step"
 std::string adamw_path_name(AdamwPath path);
 
 class FusedAdamW : public torch::optim::AdamW {
@@ -27,8 +27,7 @@ class FusedAdamW : public torch::optim::AdamW {
 
  private:
   torch::optim::AdamWParamState& state_of(const torch::Tensor& p);
-  void cpu_kernel_step();
-  void device_kernel_step();
+  void fused_kernel_step();
 };
 
 }  // namespace nanogpt

@@ -50,7 +50,7 @@ struct RowBlocks {
 // where that is off, the BLAS LibTorch calls is not OpenBLAS, or it has one thread; and in
 // `summary` a line for the log that says which and why (empty off the CPU). With
 // `bf16_on_libtorch` (bf16 autocast on a CPU with bf16 instructions) the products are
-// LibTorch's bf16 kernels, never split, and only the fused attention and GELU take the threads.
+// LibTorch's bf16 kernels, never split, and only the fused attention takes the threads.
 std::shared_ptr<ProductThreads> product_threads_for_run(bool split_products, bool on_cpu, bool bf16_on_libtorch,
                                                         std::string* summary);
 

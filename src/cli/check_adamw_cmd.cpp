@@ -20,9 +20,9 @@ void add_check_adamw_command(CLI::App& app) {
   cmd->add_option("--device", *device_name, "cpu, cuda or cuda:N")->capture_default_str();
   cmd->add_option("--steps", *steps, "optimizer steps")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--json", *json_path, "also write the results to this JSON file");
-  cmd->footer("Runs the optimizer train uses (FusedAdamW: the port's kernel on the CPU, LibTorch's fused kernel on\n"
-              "a GPU) and LibTorch's AdamW side by side on the same parameters and gradients. Exits 1 when\n"
-              "the weights or moments differ by more than the tolerance.");
+  cmd->footer("Runs the optimizer train uses (FusedAdamW: LibTorch's fused kernel, at::_fused_adamw_) and\n"
+              "LibTorch's AdamW step side by side on the same parameters and gradients. Exits 1 when the\n"
+              "weights or moments differ by more than the tolerance.");
   cmd->callback([device_name, steps, json_path] {
     const at::Device device = parse_device(*device_name);
     const AdamwCheckResult r = check_adamw(device, *steps);
