@@ -290,16 +290,6 @@ int run_interop(const std::string& args) {
   return std::system(command.c_str());
 }
 
-void write_bytes(const std::string& path, const at::Tensor& t) {
-  const at::Tensor c = t.contiguous();
-  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-}
-
-at::Tensor read_floats(const std::string& path, at::IntArrayRef shape) {
-  const std::string bytes = read_file(path);
-  return at::from_blob(const_cast<char*>(bytes.data()), shape, at::kFloat).clone();
-}
-
 }  // namespace
 
 TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
@@ -319,12 +309,12 @@ TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
   nlohmann::json config = {{"weight_decay", 0.1}, {"learning_rate", 1e-3}, {"beta1", 0.9}, {"beta2", 0.95}};
   save_checkpoint(dir / "port.pt", model, optimizer.get(), CheckpointInfo{model->config, 2, 3.5, config, {}});
   const at::Tensor tokens = torch::randint(11, {2, 8}, torch::kLong);
-  write_bytes(dir / "tokens.bin", tokens);
+  nanogpt::testing::write_tensor_bytes(dir / "tokens.bin", tokens);
   nanogpt::testing::write_text(dir / "tokens.json", R"({"shape": [2, 8]})");
   model->eval();
   {
     torch::NoGradGuard no_grad;
-    write_bytes(dir / "port_logits.bin", model->lm_head(model->hidden_states(tokens)));
+    nanogpt::testing::write_tensor_bytes(dir / "port_logits.bin", model->lm_head(model->hidden_states(tokens)));
   }
   ASSERT_EQ(run_interop("check-port " + dir.path().string()), 0);
   export_huggingface(model, dir / "hf");
@@ -339,7 +329,7 @@ TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
   loaded->eval();
   torch::NoGradGuard no_grad;
   const at::Tensor logits = loaded->lm_head(loaded->hidden_states(tokens));
-  const at::Tensor python_logits = read_floats(dir / "python_logits.bin", logits.sizes());
+  const at::Tensor python_logits = nanogpt::testing::read_float_tensor(dir / "python_logits.bin", logits.sizes());
   EXPECT_LT((logits - python_logits).abs().max().item<double>(), 1e-5);
 
   // the optimizer state goes through this port unchanged

@@ -5,18 +5,17 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 
 #include "nanogpt/checkpoint.h"
-#include "nanogpt/fileio.h"
 #include "nanogpt/pretrained.h"
 #include "nanogpt/train.h"
 #include "test_util.h"
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
+using nanogpt::testing::eval_logits;
 
 namespace {
 
@@ -32,21 +31,8 @@ int run_clients(const std::string& command, const std::filesystem::path& dir) {
 
 // Raw bytes in DIR/NAME.bin, the shape in DIR/NAME.json: what hf_clients.py reads.
 void write_array(const std::filesystem::path& dir, const std::string& name, const at::Tensor& t) {
-  const at::Tensor c = t.contiguous();
-  std::ofstream(dir / (name + ".bin"), std::ios::binary)
-      .write(static_cast<const char*>(c.data_ptr()), static_cast<std::streamsize>(c.nbytes()));
-  nanogpt::testing::write_text(dir / (name + ".json"), nlohmann::json{{"shape", c.sizes().vec()}}.dump());
-}
-
-at::Tensor read_floats(const std::filesystem::path& path, at::IntArrayRef shape) {
-  const std::string bytes = read_file(path.string());
-  return at::from_blob(const_cast<char*>(bytes.data()), shape, at::kFloat).clone();
-}
-
-at::Tensor all_logits(GPT& model, const at::Tensor& idx) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  return model->lm_head(model->hidden_states(idx));
+  nanogpt::testing::write_tensor_bytes(dir / (name + ".bin"), t);
+  nanogpt::testing::write_text(dir / (name + ".json"), nlohmann::json{{"shape", t.sizes().vec()}}.dump());
 }
 
 }  // namespace
@@ -66,7 +52,7 @@ TEST(HfClients, TransformersAndSafetensorsReadTheExportOfACheckpointTrainedHere)
   torch::manual_seed(3);
   const at::Tensor tokens = torch::randint(model->config.vocab_size, {2, model->config.block_size}, torch::kLong);
   write_array(dir.path(), "tokens", tokens);
-  write_array(dir.path(), "port_logits", all_logits(model, tokens));
+  write_array(dir.path(), "port_logits", eval_logits(model, tokens));
   const at::Tensor prompt = tokens.slice(0, 0, 1).slice(1, 0, 4);
   torch::NoGradGuard no_grad;
   // greedy: top_k 1, within block_size so that transformers' positions reach
@@ -90,8 +76,8 @@ TEST(HfClients, AGpt2SavedByTransformersLoadsAsInitFromGpt2WithItsLogits) {
   EXPECT_EQ(model->config.vocab_size, 50);
   EXPECT_EQ(model->config.block_size, 16);
   EXPECT_EQ(model->config.n_embd, 32);
-  const at::Tensor expected = read_floats(dir / "hf_logits.bin", {2, 16, 50});
-  const at::Tensor logits = all_logits(model, tokens);
+  const at::Tensor expected = nanogpt::testing::read_float_tensor(dir / "hf_logits.bin", {2, 16, 50});
+  const at::Tensor logits = eval_logits(model, tokens);
   const double relative = ((logits - expected).abs().max() / expected.abs().max()).item<double>();
   EXPECT_LE(relative, 1e-5) << "the port's logits against transformers'";
 }

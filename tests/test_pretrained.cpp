@@ -18,16 +18,11 @@
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
 using nanogpt::testing::error_of;
+using nanogpt::testing::eval_logits;
 
 namespace {
 
 const GPTConfig kShape{16, 50, 2, 2, 16, 0.0, true};  // block, vocab, layers, heads, width
-
-at::Tensor all_logits(GPT& model, const at::Tensor& idx) {
-  torch::NoGradGuard no_grad;
-  model->eval();
-  return model->lm_head(model->hidden_states(idx));
-}
 
 bool conv1d(const std::string& name) {
   for (const char* tail : {"c_attn.weight", "c_proj.weight", "c_fc.weight"}) {
@@ -101,7 +96,7 @@ TEST(Pretrained, HubFilesLoadWithNanoGPTsConversion) {
     GPT loaded(args);
     load_pretrained_weights(dir.path().string(), loaded);
     const at::Tensor idx = torch::randint(50, {2, 16}, torch::kLong);
-    EXPECT_TRUE(at::equal(all_logits(loaded, idx), all_logits(source, idx))) << format;
+    EXPECT_TRUE(at::equal(eval_logits(loaded, idx), eval_logits(source, idx))) << format;
   }
 }
 
@@ -142,7 +137,7 @@ TEST(Pretrained, ExportedFolderLoadsBackWithTheCheckpointsLogits) {
   GPT from_hf(read_pretrained_config(dir / "hf", "gpt2", 0.0));
   load_pretrained_weights(dir / "hf", from_hf);
   const at::Tensor idx = torch::randint(50, {3, 16}, torch::kLong);
-  EXPECT_TRUE(at::equal(all_logits(from_hf, idx), all_logits(from_checkpoint, idx)));
+  EXPECT_TRUE(at::equal(eval_logits(from_hf, idx), eval_logits(from_checkpoint, idx)));
 
   GPT no_bias(GPTConfig{16, 50, 1, 2, 16, 0.0, false});
   EXPECT_NE(error_of([&] { export_huggingface(no_bias, dir / "nb"); }).find("bias: false"), std::string::npos);

@@ -10,6 +10,7 @@
 
 #include "nanogpt/config.h"
 #include "nanogpt/data.h"
+#include "nanogpt/model.h"
 
 namespace nanogpt::testing {
 
@@ -105,5 +106,13 @@ inline TrainConfig tiny_config(const std::string& data_dir, const std::string& o
 
 // A repetitive character corpus, prepared like `nanogpt prepare char`.
 void make_char_dataset(const std::string& dir, int repeats = 200);
+
+// A tensor's raw bytes (made contiguous), as the Python interop scripts read them; and float32
+// bytes read back in `shape`.
+void write_tensor_bytes(const std::string& path, const at::Tensor& t);
+at::Tensor read_float_tensor(const std::string& path, at::IntArrayRef shape);
+
+// The logits at every position of `idx`, in eval mode, without autograd.
+at::Tensor eval_logits(GPT& model, const at::Tensor& idx);
 
 }  // namespace nanogpt::testing
