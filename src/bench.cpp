@@ -17,7 +17,6 @@
 #include "nanogpt/float_products.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
-#include "nanogpt/product_threads.h"
 #include "nanogpt/tokenizer.h"
 #include "nanogpt/training_step.h"
 
@@ -99,9 +98,6 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
                       config.bias});
   model->to(device);
   model->train();
-  std::string products_summary;
-  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(),
-                                                      cpu_bf16_on_libtorch(device, config.dtype), &products_summary));
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
@@ -134,7 +130,6 @@ BenchResult bench(const TrainConfig& config, const BenchOptions& options,
   }
   print(fmt::format("peak FLOP/s for MFU: {:.3g} ({})", result.peak_flops, result.peak_flops_source));
   if (const std::string note = cpu_bf16_note(device, config.dtype); !note.empty()) print(note);
-  if (!products_summary.empty()) print(products_summary);
 
   Batch batch = next_batch();
   for (int stage = 0; stage < 2; ++stage) {

@@ -40,7 +40,7 @@ at::Tensor causal_mask(int64_t rows, int64_t cols, int64_t row_offset, const at:
 }  // namespace
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            double dropout_p, int64_t past_length, const std::shared_ptr<ProductThreads>& threads) {
+                            double dropout_p, int64_t past_length) {
   const int64_t tq = q.size(-2);
   const int64_t tk = k.size(-2);
   // LibTorch's CPU flash kernel has no dropout: with dropout, scaled_dot_product_attention takes the
@@ -48,7 +48,7 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::
   // keep mask from the same generator (CpuAttention.DropoutDrawsLibTorchsMaskAndMatchesAReference)
   // and keeps neither.
   if (dropout_p > 0 && fused_cpu_attention_applies(q, k, v)) {
-    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p, threads);
+    return fused_cpu_causal_attention(q, k, v, past_length, dropout_p);
   }
   if (past_length == 0 && tq == tk) {
     return at::scaled_dot_product_attention(q, k, v, {}, dropout_p, /*is_causal=*/true);
@@ -210,10 +210,6 @@ bool cpu_bf16_autocast(const at::Device& device, const std::string& dtype) {
   return device.is_cpu() && dtype == "bfloat16";
 }
 }  // namespace
-
-bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype) {
-  return cpu_bf16_autocast(device, dtype) && cpu_has_native_bf16();
-}
 
 std::string cpu_bf16_note(const at::Device& device, const std::string& dtype) {
   if (!cpu_bf16_autocast(device, dtype) || cpu_has_native_bf16()) return "";

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <variant>
 
@@ -68,7 +69,6 @@ const std::vector<KeySpec>& key_specs() {
       {"data_dir", &TrainConfig::data_dir},
       {"seed", &TrainConfig::seed},
       {"num_threads", &TrainConfig::num_threads},
-      {"split_products", &TrainConfig::split_products},
       {"mfu_peak_flops", &TrainConfig::mfu_peak_flops},
       {"pretrained_dir", &TrainConfig::pretrained_dir},
       {"activation_checkpointing", &TrainConfig::activation_checkpointing},
@@ -106,7 +106,19 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
+// Keys of earlier releases: what a config that still sets one is told.
+const std::map<std::string, std::string>& removed_keys() {
+  static const std::map<std::string, std::string> removed = {
+      {"split_products",
+       "it cut the CPU's matrix products into blocks of rows on OpenBLAS's threads; with PyPI's LibTorch (MKL) "
+       "it did nothing, and the BLAS's own threading (num_threads) replaced it. Delete the key"}};
+  return removed;
+}
+
 [[noreturn]] void unknown_key(const std::string& key, const std::string& origin) {
+  if (const auto removed = removed_keys().find(key); removed != removed_keys().end()) {
+    throw ConfigError(fmt::format("{}: config key '{}' was removed: {}", origin, key, removed->second));
+  }
   std::string closest;
   size_t best = SIZE_MAX;
   for (const auto& spec : key_specs()) {

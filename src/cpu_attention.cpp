@@ -1,16 +1,15 @@
 #include "nanogpt/cpu_attention.h"
 
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "nanogpt/split_linear.h"
 
 #include "attention_kernel.h"
 #include "bf16_convert.h"
-#include "parallel_ranges.h"
 
 namespace nanogpt {
 
@@ -73,12 +72,11 @@ kernel::HeadShape head_shape(const at::Tensor& q, const at::Tensor& k, int64_t p
   return {q.size(2), k.size(2), past_length, q.size(3), static_cast<float>(1.0 / std::sqrt(double(q.size(3))))};
 }
 
-// Runs `body(b, h, scratch)` for every head, the heads spread over `threads` when given, else
-// over LibTorch's threads.
+// Runs `body(b, h, scratch)` for every head, the heads spread over LibTorch's threads.
 template <typename Body>
-void for_each_head(const at::Tensor& q, int64_t scratch_floats, ProductThreads* threads, const Body& body) {
+void for_each_head(const at::Tensor& q, int64_t scratch_floats, const Body& body) {
   const int64_t nh = q.size(1);
-  parallel_ranges(threads, q.size(0) * nh, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, q.size(0) * nh, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> scratch(scratch_floats);
     for (int64_t bh = begin; bh < end; ++bh) body(bh / nh, bh % nh, scratch.data());
   });
@@ -103,8 +101,7 @@ kernel::DropoutMask head_dropout(const at::Tensor& keep, float scale, int64_t b,
 
 struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q_in, const at::Tensor& k_in,
-                            const at::Tensor& v_in, int64_t past_length, double dropout_p,
-                            const std::shared_ptr<ProductThreads>& threads) {
+                            const at::Tensor& v_in, int64_t past_length, double dropout_p) {
     const at::Tensor q = with_contiguous_rows(q_in), k = with_contiguous_rows(k_in), v = with_contiguous_rows(v_in);
     const kernel::HeadShape shape = head_shape(q, k, past_length);
     const at::Tensor keep = dropout_p > 0 ? dropout_keep_mask(q, k, dropout_p) : at::Tensor();
@@ -114,8 +111,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor lse = at::empty({q.size(0), q.size(1), shape.queries}, q.options().dtype(at::kFloat));
     const int64_t kernel_floats = kernel::forward_scratch_floats(shape);
     const int64_t positions = std::max(shape.queries, shape.keys);
-    for_each_head(q, kernel_floats + staging_floats(q, 4, positions), threads.get(),
-                  [&](int64_t b, int64_t h, float* scratch) {
+    for_each_head(q, kernel_floats + staging_floats(q, 4, positions), [&](int64_t b, int64_t h, float* scratch) {
       float* staging = scratch + kernel_floats;
       const int64_t dim = shape.dim;
       const kernel::MutableRows out_rows = output_rows(out_heads, b, h, staging + 3 * positions * dim);
@@ -127,7 +123,6 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     ctx->save_for_backward({q, k, v, out, lse, keep});
     ctx->saved_data["past_length"] = past_length;
     ctx->saved_data["dropout_scale"] = static_cast<double>(scale);
-    keep_threads(ctx, threads);
     return out;
   }
 
@@ -143,8 +138,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
     at::Tensor dv = heads_view(empty_rows_by_head(v, shape.keys));
     const int64_t kernel_floats = kernel::backward_scratch_floats(shape, keep.defined());
     const int64_t positions = std::max(shape.queries, shape.keys);
-    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), kept_threads(ctx),
-                  [&](int64_t b, int64_t h, float* scratch) {
+    for_each_head(q, kernel_floats + staging_floats(q, 8, positions), [&](int64_t b, int64_t h, float* scratch) {
       const int64_t head = positions * shape.dim;
       float* staging = scratch + kernel_floats;
       const kernel::MutableRows dq_rows = output_rows(dq, b, h, staging + 5 * head);
@@ -159,7 +153,7 @@ struct FusedCausalAttention : torch::autograd::Function<FusedCausalAttention> {
       store_rows(dk, b, h, dk_rows.data);
       store_rows(dv, b, h, dv_rows.data);
     });
-    return {dq, dk, dv, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {dq, dk, dv, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -181,14 +175,13 @@ bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const
 }
 
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                      int64_t past_length, double dropout_p,
-                                      const std::shared_ptr<ProductThreads>& threads) {
+                                      int64_t past_length, double dropout_p) {
   TORCH_CHECK(computable(q, k, v), "fused_cpu_causal_attention: float32 or bfloat16 CPU (B, nh, T, hs) tensors of one dtype expected");
   TORCH_CHECK(past_length >= 0 && past_length + q.size(2) <= k.size(2), "fused_cpu_causal_attention: ", q.size(2),
               " queries after ", past_length, " cached positions need more than ", k.size(2), " keys");
   TORCH_CHECK(dropout_p >= 0 && dropout_p < 1, "fused_cpu_causal_attention: dropout ", dropout_p,
               " is outside [0, 1)");
-  return heads_view(FusedCausalAttention::apply(q, k, v, past_length, dropout_p, threads));
+  return heads_view(FusedCausalAttention::apply(q, k, v, past_length, dropout_p));
 }
 
 }  // namespace nanogpt

@@ -15,7 +15,6 @@
 #include "nanogpt/float_products.h"
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/model.h"
-#include "nanogpt/product_threads.h"
 #include "nanogpt/recompute.h"
 #include "nanogpt/training_step.h"
 
@@ -272,9 +271,6 @@ MeasuredMemory measure_training_step(const TrainConfig& config, int64_t vocab_si
   model->train();
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
-  std::string products_summary;  // the products as train runs them
-  model->use_product_threads(product_threads_for_run(config.split_products, /*on_cpu=*/true,
-                                                      cpu_bf16_on_libtorch(device, config.dtype), &products_summary));
   auto optimizer = model->configure_optimizers(config.weight_decay, config.learning_rate, {config.beta1, config.beta2});
   StepSettings settings{1, config.grad_clip, autocast_for(config.dtype), device.type()};
   auto random_batch = [&] {

@@ -10,7 +10,6 @@
 #include "nanogpt/float_products.h"
 #include "nanogpt/fused_adamw.h"
 #include "nanogpt/recompute.h"
-#include "nanogpt/split_linear.h"
 
 namespace nanogpt {
 
@@ -32,11 +31,8 @@ namespace {
 // whole weight on every call; a matrix-vector product per row reads the weight as it is,
 // 2-3x faster for a block's weights and 1.5x for GPT-2's LM head. Under bf16 autocast on a
 // CPU without bf16 instructions the product goes through float32 sgemm (float_products.h).
-// With `products`, float32 products on the CPU are split across its threads (split_linear.h).
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                      const std::shared_ptr<ProductThreads>& products) {
-  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias, products);
-  if (products && split_linear_applies(x, weight, *products)) return split_linear(x, weight, bias, products);
+torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias);
   constexpr int64_t kFewRows = 4;
   const int64_t rows = x.numel() / x.size(-1);
   if (rows > kFewRows || torch::GradMode::is_enabled() || !x.is_cpu() || x.scalar_type() != torch::kFloat ||
@@ -55,8 +51,8 @@ torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const
   return out.view(shape);
 }
 
-torch::Tensor project(torch::nn::Linear& layer, const torch::Tensor& x, const std::shared_ptr<ProductThreads>& products) {
-  return project(x, layer->weight, layer->bias, products);
+torch::Tensor project(torch::nn::Linear& layer, const torch::Tensor& x) {
+  return project(x, layer->weight, layer->bias);
 }
 
 }  // namespace
@@ -77,7 +73,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPTConfig& config)
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cached_keys,
                                                torch::Tensor* cached_values) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  auto qkv = project(c_attn, x, products).split(n_embd, /*dim=*/2);
+  auto qkv = project(c_attn, x).split(n_embd, /*dim=*/2);
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head, C / n_head}).transpose(1, 2); };
   torch::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B, nh, T, hs)
   int64_t past_length = 0;
@@ -91,9 +87,9 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, torch::Te
     *cached_values = v;
   }
   const double dropout_p = is_training() ? dropout : 0.0;
-  torch::Tensor y = causal_attention(q, k, v, dropout_p, past_length, products);
+  torch::Tensor y = causal_attention(q, k, v, dropout_p, past_length);
   y = y.transpose(1, 2).contiguous().view({B, T, C});  // re-assemble all heads side by side
-  return resid_dropout(project(c_proj, y, products));
+  return resid_dropout(project(c_proj, y));
 }
 
 MLPImpl::MLPImpl(const GPTConfig& config) {
@@ -105,7 +101,7 @@ MLPImpl::MLPImpl(const GPTConfig& config) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return dropout(project(c_proj, torch::gelu(project(c_fc, x, products)), products));
+  return dropout(project(c_proj, torch::gelu(project(c_fc, x))));
 }
 
 BlockImpl::BlockImpl(const GPTConfig& config) {
@@ -200,15 +196,7 @@ torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache, c
   return ln_f(x);
 }
 
-torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return project(hidden, wte->weight, {}, products); }
-
-void GPTImpl::use_product_threads(std::shared_ptr<ProductThreads> threads) {
-  for (auto& block : blocks) {
-    block->attn->products = threads;
-    block->mlp->products = threads;
-  }
-  products = std::move(threads);
-}
+torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return project(hidden, wte->weight, {}); }
 
 std::tuple<torch::Tensor, torch::Tensor> GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
   if (targets.defined() && loss_chunk_size > 0) {

@@ -25,7 +25,6 @@
 #include "nanogpt/memory_stats.h"
 #include "nanogpt/metrics.h"
 #include "nanogpt/model.h"
-#include "nanogpt/product_threads.h"
 #include "train_memory.h"
 #include "train_setup.h"
 
@@ -147,10 +146,6 @@ TrainResult train(const TrainConfig& requested, const TrainHooks& hooks) {
     model_args.block_size = config.block_size;
   }
   model->to(device);
-  std::string products_summary;
-  model->use_product_threads(product_threads_for_run(config.split_products, device.is_cpu(),
-                                                      cpu_bf16_on_libtorch(device, config.dtype), &products_summary));
-  if (!products_summary.empty()) print(products_summary);
   model->checkpoint_every = config.activation_checkpointing == "blocks" ? config.checkpoint_every : 0;
   model->loss_chunk_size = config.loss_chunk_size;
   // weights and optimizer state stay fp32; the forward runs under autocast

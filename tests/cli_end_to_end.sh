@@ -56,13 +56,8 @@ fi
 OMP_WAIT_POLICY=active "$nanogpt" train tiny.yaml --max_iters=0 --out_dir=out-policy > policy.log
 grep -q "(OMP_WAIT_POLICY=active)" policy.log || fail "the user's wait policy was not kept: $(head -4 policy.log)"
 
-# The log says what the matrix products use: blocks of rows on OpenBLAS's thread count, or why not.
-OPENBLAS_NUM_THREADS=2 "$nanogpt" train tiny.yaml --max_iters=0 --out_dir=out-policy > products.log
-grep -Eq "^matrix products: (split into blocks of rows across 2 threads, one single-threaded OpenBLAS call each \(split_products\)|the BLAS's own threading \(the BLAS is not OpenBLAS; its own threading is kept\))$" \
-  products.log || fail "products line: $(head -8 products.log)"
-OPENBLAS_NUM_THREADS=2 "$nanogpt" train tiny.yaml --max_iters=0 --out_dir=out-policy --split_products=false > products.log
-grep -qx "matrix products: the BLAS's own threading (split_products: false)" products.log \
-  || fail "split_products: false: $(head -8 products.log)"
+# A removed config key is an error that says so (exit 2).
+expect_exit 2 "config key 'split_products' was removed" "$nanogpt" train tiny.yaml --split_products=false
 
 "$nanogpt" train tiny.yaml --init_from=resume > resume.log
 grep -q "Resuming training from out-tiny" resume.log || fail "resume"

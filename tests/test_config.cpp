@@ -46,9 +46,8 @@ TEST(Config, DefaultsAreNanoGPTTrainPy) {
   EXPECT_EQ(c.dataset, "openwebtext");
   EXPECT_EQ(c.resolved_data_dir(), "data/openwebtext");
   EXPECT_EQ(c.seed, 1337);
-  EXPECT_EQ(config_keys().size(), 48u);
+  EXPECT_EQ(config_keys().size(), 47u);
   EXPECT_EQ(c.cpu_memory, "keep");
-  EXPECT_TRUE(c.split_products);
 }
 
 TEST(Config, YamlThenOverridesInOrder) {
@@ -89,6 +88,9 @@ TEST(Config, BadInputsNameTheKeyAndWhatWasExpected) {
   EXPECT_TRUE(contains(error_of("bias: maybe\n"), "key 'bias' expects true or false, got 'maybe'"));
   EXPECT_TRUE(contains(error_of("batch_size: \"12\"\n"), "key 'batch_size' expects a numeric value"));
   EXPECT_TRUE(contains(error_of("n_layers: 4\n"), "unknown config key 'n_layers' (did you mean 'n_layer'?)"));
+  // a key of an earlier release says so, and what replaced it
+  EXPECT_TRUE(contains(error_of("split_products: true\n"), "c.yaml:1: config key 'split_products' was removed: "));
+  EXPECT_TRUE(contains(error_of("", {"--split_products=false"}), "the BLAS's own threading (num_threads) replaced it"));
   EXPECT_TRUE(contains(error_of("", {"--lerning_rate=1"}), "unknown config key 'lerning_rate' (did you mean 'learning_rate'?)"));
   EXPECT_TRUE(contains(error_of("", {"batch_size=3"}), "override 'batch_size=3' must look like --key=value"));
   EXPECT_TRUE(contains(error_of("n_embd: 100\nn_head: 3\n"), "n_embd (100) must be divisible by n_head (3)"));

@@ -33,7 +33,7 @@ import time
 # this port's own keys: nanoGPT has no counterpart (the memory savers leave the result unchanged)
 PORT_ONLY_KEYS = {"data_dir", "seed", "num_threads", "mfu_peak_flops", "activation_checkpointing",
                   "checkpoint_every", "loss_chunk_size", "memory_budget", "memory_limit", "auto_fit",
-                  "cpu_memory", "bucket_cap_mb", "ddp_timeout_s", "pretrained_dir", "split_products"}
+                  "cpu_memory", "bucket_cap_mb", "ddp_timeout_s", "pretrained_dir"}
 # Iterations at the start that are not timed (nanoGPT also lets the loop "settle" for 5).
 WARMUP_ITERS = 5
 NANOGPT_SEED = 1337

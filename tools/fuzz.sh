@@ -36,7 +36,7 @@ for target in "${targets[@]}"; do
     pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
     torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
     config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/bf16_convert.cpp
-                     src/pretokenize.cpp src/product_threads.cpp src/split_linear.cpp src/blas_gemm.cpp)
+                     src/pretokenize.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi

@@ -3,18 +3,13 @@
 // behind small functions, so that CUDA-only code stays in one file.
 #include <ATen/ATen.h>
 
-#include <memory>
 
 namespace nanogpt {
 
-class ProductThreads;
-
 // Causal scaled dot-product attention over (B, nh, T, hs) tensors. `past_length`
-// is the number of cached key/value positions that precede the queries. The port's fused CPU
-// kernel spreads its heads over `threads` when given (cpu_attention.h).
+// is the number of cached key/value positions that precede the queries.
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            double dropout_p, int64_t past_length,
-                            const std::shared_ptr<ProductThreads>& threads = nullptr);
+                            double dropout_p, int64_t past_length);
 
 // LibTorch's own scaled dot-product attention over (B, nh, Tq, hs) queries and (B, nh, Tk, hs)
 // keys and values, attending where the bool (Tq, Tk) `mask` is true (scaled_dot_product_attention).
@@ -93,9 +88,6 @@ std::string cpu_threads_summary();
 // than float32 on an AVX2 EPYC (docs/performance.md). cpu_has_native_bf16() reads this machine's once (true if unreadable).
 bool cpuinfo_has_native_bf16(const std::string& cpuinfo);
 bool cpu_has_native_bf16();
-// Whether a run on `device` with config key `dtype` multiplies in LibTorch's own bf16 kernels on
-// the CPU (bf16 autocast where the CPU has the instructions).
-bool cpu_bf16_on_libtorch(const at::Device& device, const std::string& dtype);
 
 // The line train and bench print when bfloat16 autocast on this CPU takes float_products.h's
 // path instead of LibTorch's slow bf16 matmul; "" otherwise.

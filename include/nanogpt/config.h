@@ -69,7 +69,6 @@ struct TrainConfig {
   // this port's own
   int64_t seed = 1337;
   int64_t num_threads = 0;          // 0: all hardware threads
-  bool split_products = true;       // CPU: linear layers' products split across OpenBLAS's threads (product_threads.h)
   double mfu_peak_flops = 312e12;   // MFU denominator; nanoGPT's A100 bf16 peak
   std::string pretrained_dir;       // init_from gpt2*: the Hugging Face folder (see pretrained.h)
   // memory (this port's own, see docs/memory.md)

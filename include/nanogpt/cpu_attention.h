@@ -6,11 +6,9 @@
 // probabilities and dropout noise.
 #include <ATen/ATen.h>
 
-#include <memory>
 
 namespace nanogpt {
 
-class ProductThreads;
 
 // Up to this many keys the fused kernel is faster than LibTorch's matrix products over the
 // full (T, T) scores (fwd+bwd time, fused / LibTorch, on this machine's EPYC: 0.42-0.57 up to
@@ -37,10 +35,9 @@ bool fused_cpu_attention_applies(const at::Tensor& q, const at::Tensor& k, const
 // is kept for backward as one byte per (query, key). The result is a (B, nh, Tq, hs) view
 // of a (B, Tq, nh, hs) tensor, so that re-assembling the heads side by side copies nothing.
 // Correct for any number of keys; causal_attention (compat.h) calls it where
-// fused_cpu_attention_applies. The heads are spread over `threads` when given (forward and
-// backward), else over LibTorch's threads.
+// fused_cpu_attention_applies. The heads are spread over LibTorch's threads (forward and
+// backward).
 at::Tensor fused_cpu_causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                      int64_t past_length, double dropout_p = 0.0,
-                                      const std::shared_ptr<ProductThreads>& threads = nullptr);
+                                      int64_t past_length, double dropout_p = 0.0);
 
 }  // namespace nanogpt

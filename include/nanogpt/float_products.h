@@ -6,11 +6,7 @@
 // what a bf16 GEMM gives, up to the order of the float additions; docs/performance.md.
 #include <ATen/ATen.h>
 
-#include <memory>
-
 namespace nanogpt {
-
-class ProductThreads;
 
 // Whether bf16 products on `x`'s device take this path: `x` is on the CPU and the CPU lacks
 // native bf16 (cpu_has_native_bf16 false).
@@ -26,16 +22,13 @@ at::Tensor mm_bf16_in_float(const at::Tensor& a, const at::Tensor& b);
 // a (M, K) @ b (K, N) (+ bias (N), added before rounding) in float32 from operands of any
 // floating dtype, rounded to `out_dtype`. Works in tiles of kFloatProductTile rows, columns
 // and inner positions, so its float temporaries are at most three tiles, whatever M, N, K.
-// With `threads`, where K and N are within a tile, each tile of rows is cut into blocks that
-// are widened, multiplied and rounded on the threads (product_threads.h).
 at::Tensor float_product(const at::Tensor& a, const at::Tensor& b, at::ScalarType out_dtype,
-                         const at::Tensor& bias = {}, ProductThreads* threads = nullptr);
+                         const at::Tensor& bias = {});
 constexpr int64_t kFloatProductTile = 1024;
 
 // F::linear(x, weight, bias) as bf16 autocast computes it (x and the cached bf16 copies of
 // weight and bias in, a bf16 result out, bf16 inputs saved for backward), with every product,
-// forward and backward, by float_product (on `threads` when given). Differentiable.
-at::Tensor bf16_linear_in_float(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {},
-                                const std::shared_ptr<ProductThreads>& threads = nullptr);
+// forward and backward, by float_product. Differentiable.
+at::Tensor bf16_linear_in_float(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias = {});
 
 }  // namespace nanogpt

@@ -19,7 +19,6 @@
 
 namespace nanogpt {
 
-class ProductThreads;
 
 struct GPTConfig {
   int64_t block_size = 1024;
@@ -56,7 +55,6 @@ struct CausalSelfAttentionImpl : torch::nn::Module {
   torch::nn::Dropout attn_dropout{nullptr}, resid_dropout{nullptr};
   int64_t n_head, n_embd;
   double dropout;
-  std::shared_ptr<ProductThreads> products;  // see GPTImpl::use_product_threads
 };
 TORCH_MODULE(CausalSelfAttention);
 
@@ -65,7 +63,6 @@ struct MLPImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear c_fc{nullptr}, c_proj{nullptr};
   torch::nn::Dropout dropout{nullptr};
-  std::shared_ptr<ProductThreads> products;  // see GPTImpl::use_product_threads
 };
 TORCH_MODULE(MLP);
 
@@ -99,9 +96,6 @@ struct GPTImpl : torch::nn::Module {
   void crop_block_size(int64_t block_size);
   std::unique_ptr<torch::optim::AdamW> configure_optimizers(double weight_decay, double learning_rate,
                                                             std::pair<double, double> betas) const;
-  // The linear layers' products on the CPU split across `threads` (split_linear.h); null:
-  // LibTorch's linear, with the BLAS's own threading.
-  void use_product_threads(std::shared_ptr<ProductThreads> threads);
   // Model FLOPs utilisation against `peak_flops` (FLOP/s), PaLM's estimate as in nanoGPT.
   double estimate_mfu(int64_t fwdbwd_per_iter, double dt_seconds, double peak_flops) const;
 
@@ -114,7 +108,6 @@ struct GPTImpl : torch::nn::Module {
   // Memory savers of the training path (see recompute.h); 0 turns each off.
   int64_t checkpoint_every = 0;  // recompute every Nth block's activations in backward
   int64_t loss_chunk_size = 0;   // LM head + loss over this many positions at a time
-  std::shared_ptr<ProductThreads> products;
 
   torch::nn::ModuleDict transformer{nullptr};
   torch::nn::Embedding wte{nullptr}, wpe{nullptr};
