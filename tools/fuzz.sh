@@ -25,7 +25,7 @@ python=${NANOGPT_PYTHON:-.venv/bin/python}
 torch=$("$python" -c 'import os, torch; print(os.path.dirname(torch.__file__))' 2> /dev/null) \
   || { echo "no torch in $python: run tools/setup.sh first (or set NANOGPT_PYTHON)" >&2; exit 2; }
 mkdir -p "$out/fmt-include" && ln -sfn /usr/include/fmt "$out/fmt-include/fmt"
-flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
+flags=(-std=c++20 -g -O1 -Wno-psabi -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude -Isrc
        -I"$out/fmt-include" -D_GLIBCXX_USE_CXX11_ABI=1 -isystem "$torch/include"
        -isystem "$torch/include/torch/csrc/api/include")
 torch_libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -ltorch_cpu -lc10)
