@@ -282,18 +282,12 @@ TEST(Checkpoint, NanoGPTNamesAndTiedHeadAreWritten) {
 
 namespace {
 
-bool python_has_torch() { return std::system(NANOGPT_PYTHON " -c 'import torch' > /dev/null 2>&1") == 0; }
-
-int run_interop(const std::string& args) {
-  const std::string command =
-      NANOGPT_PYTHON " " NANOGPT_SOURCE_DIR "/tests/python/checkpoint_interop.py " + args + " 2>&1";
-  return std::system(command.c_str());
-}
+int run_interop(const std::string& args) { return nanogpt::testing::run_python_script("checkpoint_interop.py", args); }
 
 }  // namespace
 
 TEST(Checkpoint, PythonLoadsThePortsCheckpointAndThePortLoadsPythons) {
-  if (!python_has_torch()) GTEST_SKIP() << NANOGPT_PYTHON " has no torch: run tools/setup.sh --tests";
+  if (!nanogpt::testing::python_imports("torch")) GTEST_SKIP() << NANOGPT_PYTHON " has no torch: run tools/setup.sh --tests";
   TempDir dir;
   torch::manual_seed(5);
   // checkpoint_interop.py's MODEL_ARGS

@@ -3,10 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <cstdlib>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 #include "nanogpt/checkpoint.h"
 #include "nanogpt/pretrained.h"
@@ -19,14 +16,10 @@ using nanogpt::testing::eval_logits;
 
 namespace {
 
-bool python_has_transformers() {
-  return std::system(NANOGPT_PYTHON " -c 'import transformers, safetensors' > /dev/null 2>&1") == 0;
-}
+bool python_has_transformers() { return nanogpt::testing::python_imports("transformers, safetensors"); }
 
 int run_clients(const std::string& command, const std::filesystem::path& dir) {
-  const std::string line =
-      fmt::format("{} {}/tests/python/hf_clients.py {} {} 2>&1", NANOGPT_PYTHON, NANOGPT_SOURCE_DIR, command, dir.string());
-  return std::system(line.c_str());
+  return nanogpt::testing::run_python_script("hf_clients.py", command + " " + dir.string());
 }
 
 // Raw bytes in DIR/NAME.bin, the shape in DIR/NAME.json: what hf_clients.py reads.

@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 import numpy as np
+import tiktoken
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from tiktoken_gpt2 import gpt2_encoding, random_text  # noqa: E402
@@ -55,7 +56,7 @@ def main():
                          f"id {at}: port {got[at:at + 8].tolist()}, tiktoken {expected[at:at + 8].tolist()}")
             print(f"{os.path.basename(path)}: {len(got)} ids, equal")
             total += len(got)
-    print(f"all {len(books) + 2} texts: {total} ids equal to tiktoken {__import__('tiktoken').__version__}'s gpt2")
+    print(f"all {len(books) + 2} texts: {total} ids equal to tiktoken {tiktoken.__version__}'s gpt2")
 
 
 if __name__ == "__main__":

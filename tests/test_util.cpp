@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdlib>
+
 #include "nanogpt/fileio.h"
 #include "nanogpt/prepare.h"
 
@@ -30,6 +32,17 @@ at::Tensor eval_logits(GPT& model, const at::Tensor& idx) {
   torch::NoGradGuard no_grad;
   model->eval();
   return model->lm_head(model->hidden_states(idx));
+}
+
+bool python_imports(const std::string& modules) {
+  const std::string command = std::string(NANOGPT_PYTHON) + " -c 'import " + modules + "' > /dev/null 2>&1";
+  return std::system(command.c_str()) == 0;
+}
+
+int run_python_script(const std::string& script, const std::string& args) {
+  const std::string command =
+      std::string(NANOGPT_PYTHON) + " " + NANOGPT_SOURCE_DIR + "/tests/python/" + script + " " + args + " 2>&1";
+  return std::system(command.c_str());
 }
 
 }  // namespace nanogpt::testing

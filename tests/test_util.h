@@ -115,4 +115,9 @@ at::Tensor read_float_tensor(const std::string& path, at::IntArrayRef shape);
 // The logits at every position of `idx`, in eval mode, without autograd.
 at::Tensor eval_logits(GPT& model, const at::Tensor& idx);
 
+// Whether the tests' Python (NANOGPT_PYTHON, the venv's) can import `modules` ("torch", "a, b").
+bool python_imports(const std::string& modules);
+// Runs tests/python/`script` with `args` under that Python; its exit status.
+int run_python_script(const std::string& script, const std::string& args);
+
 }  // namespace nanogpt::testing
