@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/config.h"
-#include "nanogpt/train.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/train/train.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) {

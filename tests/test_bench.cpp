@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "nanogpt/bench.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/memory_stats.h"
+#include "nanogpt/train/bench.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/memory/memory_stats.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -8,9 +8,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/bpe.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/pretokenize.h"
+#include "nanogpt/tokenizer/bpe.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/tokenizer/pretokenize.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -9,14 +9,14 @@
 #include <map>
 #include <tuple>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/compat.h"
-#include "nanogpt/config.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/pretrained.h"
-#include "nanogpt/torch_file.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/interop/pretrained.h"
+#include "nanogpt/formats/torch_file.h"
 #include "test_util.h"
-#include "zip_crc.h"
+#include "formats/zip_crc.h"
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;

@@ -2,7 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/config.h"
+#include "nanogpt/base/config.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -5,9 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/config.h"
-#include "nanogpt/config_import.h"
-#include "nanogpt/fileio.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/interop/config_import.h"
+#include "nanogpt/base/fileio.h"
 #include "test_util.h"
 
 using namespace nanogpt;

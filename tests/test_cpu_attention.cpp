@@ -4,10 +4,10 @@
 #include <cmath>
 #include <limits>
 
-#include "nanogpt/compat.h"
-#include "nanogpt/cpu_attention.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/cpu/attention.h"
 
-#include "attention_kernel.h"  // src/: the kernel itself, for its baseline copy
+#include "cpu/attention_kernel.h"  // src/: the kernel itself, for its baseline copy
 
 using namespace nanogpt;
 

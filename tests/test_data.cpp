@@ -4,9 +4,9 @@
 #include <fstream>
 #include <limits>
 
-#include "nanogpt/data.h"
-#include "nanogpt/prepare.h"
-#include "nanogpt/tokenizer.h"
+#include "nanogpt/data/data.h"
+#include "nanogpt/data/prepare.h"
+#include "nanogpt/tokenizer/char_tokenizer.h"
 #include "test_util.h"
 
 using namespace nanogpt;

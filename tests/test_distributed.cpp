@@ -25,11 +25,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/compat.h"
-#include "nanogpt/data.h"
-#include "nanogpt/distributed.h"
-#include "nanogpt/train.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/data/data.h"
+#include "nanogpt/distributed/distributed.h"
+#include "nanogpt/train/train.h"
 #include "test_util.h"
 
 extern char** environ;

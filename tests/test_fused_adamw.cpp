@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "nanogpt/adamw_check.h"
-#include "nanogpt/compat.h"
-#include "nanogpt/fused_adamw.h"
+#include "nanogpt/model/adamw_check.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/model/fused_adamw.h"
 
 #include <torch/version.h>
 

@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/pretrained.h"
-#include "nanogpt/train.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/interop/pretrained.h"
+#include "nanogpt/train/train.h"
 #include "test_util.h"
 
 using namespace nanogpt;

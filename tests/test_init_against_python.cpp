@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "nanogpt/model.h"
+#include "nanogpt/model/model.h"
 
 // Values recorded from Python nanoGPT (model.py; recorded on torch 1.13.1, the same on the venv's
 // torch 2.15.0) with tools/check_init_against_python.py: torch.manual_seed(1337), then

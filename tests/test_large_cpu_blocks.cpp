@@ -3,9 +3,9 @@
 
 #include <cstdint>
 
-#include "nanogpt/memory_stats.h"
+#include "nanogpt/memory/memory_stats.h"
 
-#include "large_cpu_blocks.h"  // src/: what the counting allocator keeps
+#include "memory/large_cpu_blocks.h"  // src/: what the counting allocator keeps
 
 using namespace nanogpt;
 

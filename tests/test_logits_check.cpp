@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/logits_check.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/train/logits_check.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "nanogpt/config.h"
-#include "nanogpt/memory_plan.h"
-#include "nanogpt/model.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/train/memory_plan.h"
+#include "nanogpt/model/model.h"
 
 using namespace nanogpt;
 

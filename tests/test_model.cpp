@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "nanogpt/compat.h"
-#include "nanogpt/model.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/model/model.h"
 
 using namespace nanogpt;
 

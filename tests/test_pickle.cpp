@@ -2,9 +2,9 @@
 
 #include <cstdlib>
 
-#include "nanogpt/fileio.h"
-#include "nanogpt/pickle.h"
-#include "nanogpt/tokenizer.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/formats/pickle.h"
+#include "nanogpt/tokenizer/char_tokenizer.h"
 #include "test_util.h"
 
 using namespace nanogpt;

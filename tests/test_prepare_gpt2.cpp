@@ -3,10 +3,10 @@
 
 #include <cstdio>
 
-#include "nanogpt/bpe.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/prepare.h"
-#include "nanogpt/tokenizer.h"
+#include "nanogpt/tokenizer/bpe.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/data/prepare.h"
+#include "nanogpt/tokenizer/char_tokenizer.h"
 #include "test_util.h"
 
 using namespace nanogpt;

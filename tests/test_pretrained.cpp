@@ -8,11 +8,11 @@
 
 #include <fmt/format.h>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/pretrained.h"
-#include "nanogpt/safetensors.h"
-#include "nanogpt/torch_file.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/interop/pretrained.h"
+#include "nanogpt/formats/safetensors.h"
+#include "nanogpt/formats/torch_file.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -3,12 +3,12 @@
 #include <fstream>
 #include <torch/torch.h>
 
-#include "nanogpt/compat.h"
-#include "nanogpt/float_products.h"
-#include "nanogpt/grad_scaler.h"
-#include "nanogpt/memory_stats.h"
-#include "nanogpt/model.h"
-#include "nanogpt/recompute.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/cpu/bf16_linear_in_float.h"
+#include "nanogpt/train/grad_scaler.h"
+#include "nanogpt/memory/memory_stats.h"
+#include "nanogpt/model/model.h"
+#include "nanogpt/model/recompute.h"
 
 using namespace nanogpt;
 

@@ -9,13 +9,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/data.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/finite_watch.h"
-#include "nanogpt/memory_stats.h"
-#include "nanogpt/metrics.h"
-#include "nanogpt/train.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/data/data.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/train/finite_watch.h"
+#include "nanogpt/memory/memory_stats.h"
+#include "nanogpt/train/metrics.h"
+#include "nanogpt/train/train.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -4,8 +4,8 @@
 
 #include <cstdlib>
 
-#include "nanogpt/fileio.h"
-#include "nanogpt/prepare.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/data/prepare.h"
 
 namespace nanogpt::testing {
 

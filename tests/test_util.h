@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "nanogpt/config.h"
-#include "nanogpt/data.h"
-#include "nanogpt/model.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/data/data.h"
+#include "nanogpt/model/model.h"
 
 namespace nanogpt::testing {
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzes the readers with libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer (clang
 # from Debian), each from its seed corpus in tests/fuzz/<target>_corpus:
-#   pickle        the plain-data pickle reader (meta.pkl; src/pickle.cpp)
-#   torch_pickle  the torch.save allow-list (ckpt.pt's data.pkl; src/torch_pickle.cpp)
-#   config        the YAML config loader and its validation (src/config.cpp)
+#   pickle        the plain-data pickle reader (meta.pkl; src/formats/pickle.cpp)
+#   torch_pickle  the torch.save allow-list (ckpt.pt's data.pkl; src/formats/torch_pickle.cpp)
+#   config        the YAML config loader and its validation (src/base/config.cpp)
 #   bpe           the GPT-2 tokenizer, with an exact decode(encode(x)) == x check; needs
 #                 GPT-2's vocabulary in $NANOGPT_GPT2_VOCAB_DIR (skipped without it)
-#   token_file    train.bin/val.bin batches and meta.json (src/data.cpp, src/tokenizer.cpp)
+#   token_file    train.bin/val.bin batches and meta.json (src/data/data.cpp, src/tokenizer/char_tokenizer.cpp)
 # Usage: tools/fuzz.sh [seconds per target] [target...]   (default 60 s, all targets)
 # Exits 1 when a target crashed, leaked or timed out; the input is written to
 # build-fuzz/<target>-crash-* (or -leak-, -timeout-), as the output says.
@@ -33,18 +33,18 @@ torch_libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -ltorch_cpu -lc10)
 declare -A target_sources target_libs
 for target in "${targets[@]}"; do
   case $target in
-    pickle) sources=(src/pickle.cpp src/pickle_writer.cpp); libs=() ;;
-    torch_pickle) sources=(src/pickle.cpp src/pickle_writer.cpp src/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
-    config) sources=(src/config.cpp src/compat.cpp src/cpu_attention.cpp src/attention_kernel.cpp src/bf16_convert.cpp
-                     src/pretokenize.cpp)
+    pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp); libs=() ;;
+    torch_pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp src/formats/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
+    config) sources=(src/base/config.cpp src/base/compat.cpp src/cpu/attention.cpp src/cpu/attention_kernel.cpp src/cpu/bf16_convert.cpp
+                     src/tokenizer/pretokenize.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi
-      sources=(src/bpe.cpp src/pretokenize.cpp src/bpe_vocab.cpp src/fileio.cpp src/prepare.cpp src/tokenizer.cpp
-               src/pickle.cpp src/pickle_writer.cpp src/data.cpp)
+      sources=(src/tokenizer/bpe.cpp src/tokenizer/pretokenize.cpp src/tokenizer/bpe_vocab.cpp src/base/fileio.cpp src/data/prepare.cpp src/tokenizer/char_tokenizer.cpp
+               src/formats/pickle.cpp src/formats/pickle_writer.cpp src/data/data.cpp)
       libs=("${torch_libs[@]}") ;;
     token_file)
-      sources=(src/data.cpp src/fileio.cpp src/tokenizer.cpp src/pickle.cpp src/pickle_writer.cpp)
+      sources=(src/data/data.cpp src/base/fileio.cpp src/tokenizer/char_tokenizer.cpp src/formats/pickle.cpp src/formats/pickle_writer.cpp)
       libs=("${torch_libs[@]}") ;;
     *) echo "unknown target '$target'; expected pickle, torch_pickle, config, bpe or token_file" >&2; exit 2 ;;
   esac

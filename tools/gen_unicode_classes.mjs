@@ -1,4 +1,4 @@
-// Writes the code point classes of GPT-2's pre-tokenizer pattern (src/unicode_classes.inc):
+// Writes the code point classes of GPT-2's pre-tokenizer pattern (src/tokenizer/unicode_classes.inc):
 // whitespace (White_Space, what \s means in Rust's regex crate), letter (\p{L}), number
 // (\p{N}), else other. The data comes from the npm package @unicode/unicode-<version>.
 //

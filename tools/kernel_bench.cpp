@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "nanogpt/compat.h"
-#include "nanogpt/cpu_attention.h"
-#include "nanogpt/memory_stats.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/cpu/attention.h"
+#include "nanogpt/memory/memory_stats.h"
 
 namespace {
 

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/bench.h"
-#include "nanogpt/config.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/train/bench.h"
+#include "nanogpt/base/config.h"
 
 namespace nanogpt::cli {
 

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/adamw_check.h"
-#include "nanogpt/compat.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/model/adamw_check.h"
+#include "nanogpt/base/compat.h"
 
 namespace nanogpt::cli {
 

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/config.h"
-#include "nanogpt/logits_check.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/train/logits_check.h"
 
 namespace nanogpt::cli {
 

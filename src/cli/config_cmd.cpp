@@ -3,9 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "nanogpt/config.h"
-#include "nanogpt/config_import.h"
-#include "nanogpt/fileio.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/interop/config_import.h"
+#include "nanogpt/base/fileio.h"
 
 namespace nanogpt::cli {
 

@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/checkpoint.h"
-#include "nanogpt/pretrained.h"
+#include "nanogpt/interop/checkpoint.h"
+#include "nanogpt/interop/pretrained.h"
 
 namespace nanogpt::cli {
 

@@ -7,11 +7,11 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/config.h"
-#include "nanogpt/memory_plan.h"
-#include "nanogpt/memory_stats.h"
-#include "nanogpt/tokenizer.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/train/memory_plan.h"
+#include "nanogpt/memory/memory_stats.h"
+#include "nanogpt/tokenizer/char_tokenizer.h"
 
 namespace nanogpt::cli {
 

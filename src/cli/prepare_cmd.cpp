@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/prepare.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/data/prepare.h"
 
 namespace nanogpt::cli {
 

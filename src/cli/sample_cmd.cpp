@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/compat.h"
-#include "nanogpt/pretokenize.h"
-#include "nanogpt/sample.h"
+#include "nanogpt/base/compat.h"
+#include "nanogpt/tokenizer/pretokenize.h"
+#include "nanogpt/sample/sample.h"
 
 namespace nanogpt::cli {
 

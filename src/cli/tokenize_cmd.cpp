@@ -9,9 +9,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/bpe.h"
-#include "nanogpt/fileio.h"
-#include "nanogpt/pretokenize.h"
+#include "nanogpt/tokenizer/bpe.h"
+#include "nanogpt/base/fileio.h"
+#include "nanogpt/tokenizer/pretokenize.h"
 
 namespace nanogpt::cli {
 

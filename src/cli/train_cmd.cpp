@@ -2,8 +2,8 @@
 #include <iostream>
 
 #include "commands.h"
-#include "nanogpt/config.h"
-#include "nanogpt/train.h"
+#include "nanogpt/base/config.h"
+#include "nanogpt/train/train.h"
 
 namespace nanogpt::cli {
 

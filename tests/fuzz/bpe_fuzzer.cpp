@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "nanogpt/bpe.h"
+#include "nanogpt/tokenizer/bpe.h"
 
 namespace {
 std::unique_ptr<nanogpt::Gpt2Bpe> bpe;

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <string>
 
-#include "nanogpt/config.h"
+#include "nanogpt/base/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const std::string path = "/tmp/nanogpt-config-fuzz-" + std::to_string(::getpid()) + ".yaml";

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "nanogpt/pickle.h"
+#include "nanogpt/formats/pickle.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes(reinterpret_cast<const char*>(data), size);

@@ -19,8 +19,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
-#include "nanogpt/data.h"
-#include "nanogpt/tokenizer.h"
+#include "nanogpt/data/data.h"
+#include "nanogpt/tokenizer/char_tokenizer.h"
 
 namespace {
 
