@@ -11,6 +11,7 @@
 #include "nanogpt/tokenizer/bpe.h"
 #include "nanogpt/base/fileio.h"
 #include "nanogpt/tokenizer/pretokenize.h"
+#include "nanogpt/base/utf8.h"
 #include "test_util.h"
 
 using namespace nanogpt;

@@ -36,11 +36,11 @@ for target in "${targets[@]}"; do
     pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp); libs=() ;;
     torch_pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp src/formats/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
     config) sources=(src/base/config.cpp src/base/compat.cpp src/cpu/attention.cpp src/cpu/attention_kernel.cpp src/cpu/bf16_convert.cpp
-                     src/tokenizer/pretokenize.cpp)
+                     src/tokenizer/pretokenize.cpp src/base/utf8.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi
-      sources=(src/tokenizer/bpe.cpp src/tokenizer/pretokenize.cpp src/tokenizer/bpe_vocab.cpp src/base/fileio.cpp src/data/prepare.cpp src/tokenizer/char_tokenizer.cpp
+      sources=(src/tokenizer/bpe.cpp src/tokenizer/pretokenize.cpp src/base/utf8.cpp src/tokenizer/bpe_vocab.cpp src/base/fileio.cpp src/data/prepare.cpp src/tokenizer/char_tokenizer.cpp
                src/formats/pickle.cpp src/formats/pickle_writer.cpp src/data/data.cpp)
       libs=("${torch_libs[@]}") ;;
     token_file)

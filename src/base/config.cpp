@@ -17,6 +17,7 @@
 
 #include "nanogpt/base/compat.h"
 #include "nanogpt/base/json_integer.h"
+#include "nanogpt/base/utf8.h"
 
 namespace nanogpt {
 

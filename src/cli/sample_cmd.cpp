@@ -6,8 +6,8 @@
 
 #include "commands.h"
 #include "nanogpt/base/compat.h"
-#include "nanogpt/tokenizer/pretokenize.h"
 #include "nanogpt/sample/sample.h"
+#include "nanogpt/base/utf8.h"
 
 namespace nanogpt::cli {
 

@@ -12,6 +12,7 @@
 #include "nanogpt/tokenizer/bpe.h"
 #include "nanogpt/base/fileio.h"
 #include "nanogpt/tokenizer/pretokenize.h"
+#include "nanogpt/base/utf8.h"
 
 namespace nanogpt::cli {
 

@@ -20,6 +20,7 @@
 #include "nanogpt/base/fileio.h"
 #include "nanogpt/data/prepare.h"
 #include "nanogpt/tokenizer/pretokenize.h"
+#include "nanogpt/base/utf8.h"
 
 namespace nanogpt {
 

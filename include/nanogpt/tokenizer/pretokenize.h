@@ -35,12 +35,4 @@ class Gpt2PieceScanner {
 // All pieces of `text`, in order.
 std::vector<std::string_view> gpt2_pieces(std::string_view text);
 
-// The byte offset of the first ill-formed UTF-8 sequence in `bytes`, or npos when it is all
-// well-formed (no overlong forms, surrogates or code points above U+10FFFF).
-size_t first_invalid_utf8(std::string_view bytes);
-
-// `bytes` with each ill-formed UTF-8 subsequence replaced by U+FFFD (as Python's
-// errors="replace" does), for printing to a terminal; files keep the exact bytes.
-std::string replace_invalid_utf8(std::string_view bytes);
-
 }  // namespace nanogpt
