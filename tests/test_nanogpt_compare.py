@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """tools/nanogpt_compare.py without a nanoGPT checkout: its parsing and table functions, the
-config translation it shares with tools/compare_nanogpt.py, and one whole run against a
-stand-in nanoGPT (a train.py written here that prints nanoGPT's log lines and holds 64 MiB).
+config translation it shares with tools/compare_nanogpt.py (tools/nanogpt_setup.py), and one
+whole run against a stand-in nanoGPT (a train.py written here that prints nanoGPT's log lines
+and holds 64 MiB).
 
   .venv/bin/python tests/test_nanogpt_compare.py [PATH/TO/nanogpt]
 
@@ -21,6 +22,7 @@ TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools")
 sys.path.insert(0, TOOLS)
 import compare_nanogpt  # noqa: E402
 import nanogpt_compare  # noqa: E402
+import nanogpt_setup  # noqa: E402
 
 BINARY = None  # set from the command line
 
@@ -104,15 +106,15 @@ class TranslationTest(unittest.TestCase):
             config = {"out_dir": "o", "learning_rate": 1, "max_iters": 5000, "gradient_accumulation_steps": 1,
                       "compile": False, "wandb_log": True, "log_interval": 10, "dtype": "float32",
                       "seed": 7, "num_threads": 1, "data_dir": None}  # the last three are the port's own
-            args = compare_nanogpt.nanogpt_args(config, 30, checkout, "/tmp/nano-out")
+            args = nanogpt_setup.nanogpt_args(config, 30, checkout, "/tmp/nano-out")
             self.assertEqual(args, ["--compile=False", "--dtype=float32", "--gradient_accumulation_steps=1",
                                     "--learning_rate=1.0", "--log_interval=1", "--max_iters=29",
                                     "--out_dir=/tmp/nano-out", "--wandb_log=False"])
-            compiled = compare_nanogpt.nanogpt_args(config, 30, checkout, "/tmp/nano-out", compile_model=True)
+            compiled = nanogpt_setup.nanogpt_args(config, 30, checkout, "/tmp/nano-out", compile_model=True)
             self.assertEqual(compiled[0], "--compile=True")
             self.assertEqual(compiled[1:], args[1:])
             with self.assertRaises(SystemExit):  # a key nanoGPT does not have: the sides would differ
-                compare_nanogpt.nanogpt_args(dict(config, after_config=2), 30, checkout, "o")
+                nanogpt_setup.nanogpt_args(dict(config, after_config=2), 30, checkout, "o")
 
 
 class SummaryAndTableTest(unittest.TestCase):
@@ -269,10 +271,10 @@ class WholeRunTest(unittest.TestCase):
                 f.write("First Citizen: we are accounted poor citizens, the patricians good.\n" * 300)
             checkout = os.path.join(tmp, "fake-nanoGPT")
             os.makedirs(checkout)
-            config = compare_nanogpt.resolved_config(BINARY, config_path, [])
+            config = nanogpt_setup.resolved_config(BINARY, config_path, [])
             with open(os.path.join(checkout, "train.py"), "w") as f:
                 for key, value in sorted(config.items()):
-                    if key not in compare_nanogpt.PORT_ONLY_KEYS:
+                    if key not in nanogpt_setup.PORT_ONLY_KEYS:
                         f.write(f"{key} = {value!r}\n")
                 f.write(FAKE_TRAIN_TAIL)
             with open(os.path.join(checkout, "configurator.py"), "w") as f:

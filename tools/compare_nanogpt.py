@@ -9,7 +9,8 @@ difference, and the median time per iteration of each side.
 Python nanoGPT's train.py runs unmodified from a scratch copy of the checkout; a small
 runner sets the thread count and prints the loss with more digits (patched in memory).
 
-Needs only the standard library and torch (for the nanoGPT side): the project's venv, which
+The config translation and the data both sides read come from tools/nanogpt_setup.py. Needs
+only the standard library and torch (for the nanoGPT side): the project's venv, which
 tools/setup.sh makes. Example:
 
   .venv/bin/python tools/compare_nanogpt.py --nanogpt-dir ../nanoGPT \
@@ -18,10 +19,8 @@ tools/setup.sh makes. Example:
 """
 
 import argparse
-import ast
 import json
 import os
-import pickle
 import re
 import shutil
 import statistics
@@ -29,11 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from types import SimpleNamespace
 
-# this port's own keys: nanoGPT has no counterpart (the memory savers leave the result unchanged)
-PORT_ONLY_KEYS = {"data_dir", "seed", "num_threads", "mfu_peak_flops", "activation_checkpointing",
-                  "checkpoint_every", "loss_chunk_size", "memory_budget", "memory_limit", "auto_fit",
-                  "cpu_memory", "bucket_cap_mb", "ddp_timeout_s", "pretrained_dir"}
+from nanogpt_setup import copy_nanogpt_checkout, dataset_folder, nanogpt_args, resolved_config, thread_env
+
 # Iterations at the start that are not timed (nanoGPT also lets the loop "settle" for 5).
 WARMUP_ITERS = 5
 NANOGPT_SEED = 1337
@@ -95,93 +93,6 @@ def parse_args():
     return args
 
 
-def resolved_config(binary, config_path, overrides):
-    """Every config key after YAML and overrides, as the port itself resolves them."""
-    command = [binary, "config", "show", config_path] + [f"--{k}={v}" for k, v in overrides] + ["--format", "json"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed:\n{result.stderr.strip()}")
-    return json.loads(result.stdout)
-
-
-def nanogpt_default_types(train_py):
-    """Type of each config global in nanoGPT's train.py; its configurator asserts the type matches."""
-    with open(train_py) as f:
-        tree = ast.parse(f.read())
-    types = {}
-    for node in tree.body:
-        if isinstance(node, ast.Expr) and "configurator.py" in ast.dump(node):
-            break  # the config globals end where the configurator is executed
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            continue
-        value = node.value
-        if isinstance(value, ast.IfExp):  # dtype = 'bfloat16' if ... else 'float16'
-            value = value.body
-        if all(isinstance(n, (ast.Expression, ast.Constant, ast.BinOp, ast.UnaryOp, ast.operator, ast.unaryop))
-               for n in ast.walk(ast.Expression(value))):  # literals and arithmetic, e.g. 5 * 8
-            types[node.targets[0].id] = type(eval(compile(ast.Expression(value), train_py, "eval"), {"__builtins__": {}}))
-    return types
-
-
-def configurator_value(value, expected_type):
-    """A value written so that nanoGPT's literal_eval gives back the expected type."""
-    if expected_type is float:
-        return repr(float(value))
-    if expected_type is int and isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if expected_type is bool or isinstance(value, bool):
-        return "True" if value else "False"
-    return str(value)
-
-
-def prepare_data(binary, input_path, data_dir):
-    command = [binary, "prepare", "char", "--input", input_path, "--out-dir", data_dir]
-    print(f"preparing data: {' '.join(command)}")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-
-
-def dataset_folder(binary, data_dir, input_path, config, workdir):
-    """The folder with train.bin and val.bin both sides read: given, prepared from a text file
-    into workdir, or the config's data_dir (default data/<dataset>)."""
-    if not data_dir and input_path:
-        data_dir = os.path.join(workdir, "data", config["dataset"])
-        prepare_data(binary, input_path, data_dir)
-    elif not data_dir:
-        data_dir = config["data_dir"] or os.path.join("data", config["dataset"])
-    for name in ("train.bin", "val.bin"):
-        if not os.path.exists(os.path.join(data_dir, name)):
-            sys.exit(f"error: {os.path.join(data_dir, name)} not found; pass --data-dir or --input")
-    return data_dir
-
-
-def write_nanogpt_meta(data_dir, dest_dir):
-    """nanoGPT reads vocab_size from meta.pkl; build it from the port's meta.json."""
-    meta_pkl = os.path.join(data_dir, "meta.pkl")
-    meta_json = os.path.join(data_dir, "meta.json")
-    dest = os.path.join(dest_dir, "meta.pkl")
-    if os.path.exists(meta_json):
-        with open(meta_json) as f:
-            meta = json.load(f)
-        if "itos" in meta:
-            itos = dict(enumerate(meta["itos"]))
-            stoi = {ch: i for i, ch in itos.items()}
-            with open(dest, "wb") as f:
-                pickle.dump({"vocab_size": meta["vocab_size"], "itos": itos, "stoi": stoi}, f)
-            return meta["vocab_size"]
-    if os.path.exists(meta_pkl):
-        shutil.copyfile(meta_pkl, dest)
-        with open(meta_pkl, "rb") as f:
-            return pickle.load(f)["vocab_size"]
-    return None  # no meta: both sides fall back to GPT-2's padded vocabulary
-
-
-def link_or_copy(src, dest):
-    try:
-        os.symlink(os.path.abspath(src), dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-
-
 def run_logged(command, cwd, log_path, env):
     """Run a training; its output goes to log_path. Returns wall seconds."""
     print(f"  cwd: {cwd}\n  command: {' '.join(command)}\n  log: {log_path}", flush=True)
@@ -194,21 +105,6 @@ def run_logged(command, cwd, log_path, env):
             tail = f.read()[-3000:]
         sys.exit(f"error: command failed with exit code {result.returncode}:\n{tail}")
     return seconds
-
-
-def thread_env(threads, blas_threads):
-    """Thread counts for the libraries under torch, the same for both sides. PyPI's torch
-    multiplies in MKL on torch's own OpenMP threads; a torch built on OpenBLAS (Debian's) calls
-    it with a thread pool of its own that ignores torch.set_num_threads and is sized from these
-    variables when the process starts. OMP_WAIT_POLICY: the port's binary makes idle OpenMP
-    workers sleep unless told otherwise (so they leave OpenBLAS its cores); nanoGPT gets the
-    same policy."""
-    env = dict(os.environ)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["MKL_NUM_THREADS"] = str(threads)
-    env["OPENBLAS_NUM_THREADS"] = str(blas_threads)
-    return env
 
 
 def checkpoint_iter_num(path):
@@ -245,49 +141,6 @@ def run_port(args, config, overrides, data_dir, workdir, threads):
             elif record.get("kind") == "eval":
                 evals[record["iter"]] = {"train_loss": record["train_loss"], "val_loss": record["val_loss"]}
     return {"command": command, "wall_s": seconds, "iters": iters, "evals": evals}
-
-
-def nanogpt_args(config, iters, nanogpt_dir, out_dir, start_iter=0, resume=False, compile_model=False):
-    """Every key nanoGPT knows, as --key=value in its configurator's syntax; compile_model is
-    nanoGPT's `compile` (torch.compile), whatever the port's config says."""
-    types = nanogpt_default_types(os.path.join(nanogpt_dir, "train.py"))
-    forced = {"max_iters": start_iter + iters - 1, "log_interval": 1, "out_dir": out_dir,
-              "compile": compile_model, "wandb_log": False}
-    if resume:
-        forced["init_from"] = "resume"
-    values = dict(config)
-    values.update(forced)
-    result = []
-    unknown = sorted(set(values) - PORT_ONLY_KEYS - set(types))
-    if unknown:
-        sys.exit(f"error: nanoGPT's train.py has no config global for {unknown}; "
-                 "the two sides would not run the same config")
-    missing = sorted(set(types) - set(values))
-    if missing:
-        print(f"warning: nanoGPT keys this port does not resolve, left at nanoGPT's defaults: {missing}")
-    for key in sorted(values):
-        if key in PORT_ONLY_KEYS:
-            continue
-        text = configurator_value(values[key], types[key])
-        if "=" in text:
-            sys.exit(f"error: nanoGPT's configurator cannot take '=' in a value: {key}={text}")
-        result.append(f"--{key}={text}")
-    return result
-
-
-def copy_nanogpt_checkout(nanogpt_dir, data_dir, dataset, workdir):
-    """A scratch copy of the checkout with the dataset under data/<dataset>/; the user's
-    checkout is only read. Returns (copy folder, vocab_size written to meta.pkl or None)."""
-    copy_dir = os.path.join(workdir, "nanoGPT")
-    shutil.rmtree(copy_dir, ignore_errors=True)
-    # Prepared data, checkpoints and git history of the checkout are not needed.
-    shutil.copytree(nanogpt_dir, copy_dir,
-                    ignore=shutil.ignore_patterns(".git", "__pycache__", "*.bin", "*.pt", "out*"))
-    dataset_dir = os.path.join(copy_dir, "data", dataset)
-    os.makedirs(dataset_dir, exist_ok=True)
-    for name in ("train.bin", "val.bin"):
-        link_or_copy(os.path.join(data_dir, name), os.path.join(dataset_dir, name))
-    return copy_dir, write_nanogpt_meta(data_dir, dataset_dir)
 
 
 def run_nanogpt(args, config, data_dir, workdir, threads, train_args):
@@ -346,8 +199,9 @@ def fmt(value, spec):
     return format(value, spec)
 
 
-def main():
-    args = parse_args()
+def prepare(args):
+    """The resolved config and everything both sides share: overrides, threads, workdir, data.
+    Also sets args.start_iter (from --resume-from) and args.blas_threads (default: threads)."""
     overrides = [tuple(item.split("=", 1)) for item in args.set]
     if args.dtype:
         overrides.append(("dtype", args.dtype))
@@ -362,49 +216,60 @@ def main():
     args.blas_threads = args.blas_threads or threads
     workdir = os.path.abspath(args.workdir or tempfile.mkdtemp(prefix="compare-nanogpt-"))
     os.makedirs(workdir, exist_ok=True)
-
     data_dir = dataset_folder(args.binary, args.data_dir, args.input, config, workdir)
-
     tokens_per_iter = config["gradient_accumulation_steps"] * config["batch_size"] * config["block_size"]
-    print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in overrides)}")
+    return SimpleNamespace(overrides=overrides, config=config, threads=threads, tokens_per_iter=tokens_per_iter,
+                           data_dir=data_dir, workdir=workdir)
+
+
+def print_setting(args, setting):
+    """What is compared: config, model, iterations, threads, data and workdir."""
+    config = setting.config
+    print(f"config: {args.config} {' '.join(f'{k}={v}' for k, v in setting.overrides)}")
     print(f"model: n_layer={config['n_layer']} n_head={config['n_head']} n_embd={config['n_embd']} "
           f"block_size={config['block_size']} dropout={config['dropout']} dtype={config['dtype']} device={config['device']}")
     print(f"iterations: {args.iters} ({args.start_iter}..{args.start_iter + args.iters - 1})"
-          f"{', resumed from ' + args.resume_from if args.resume_from else ''}, tokens/iter: {tokens_per_iter:,}, threads: {threads} "
-          f"(OpenBLAS {args.blas_threads}), "
+          f"{', resumed from ' + args.resume_from if args.resume_from else ''}, tokens/iter: {setting.tokens_per_iter:,}, "
+          f"threads: {setting.threads} (OpenBLAS {args.blas_threads}), "
           f"eval every {config['eval_interval']} iters x {config['eval_iters']} batches")
-    print(f"data: {data_dir}\nworkdir: {workdir}\n")
+    print(f"data: {setting.data_dir}\nworkdir: {setting.workdir}\n")
 
-    # Built before any training, so that a config nanoGPT cannot take fails at once.
-    nano_args = nanogpt_args(config, args.iters, args.nanogpt_dir, os.path.join(workdir, "nanogpt-out"),
-                             args.start_iter, bool(args.resume_from)) if args.nanogpt_dir else None
-    port = run_port(args, config, overrides, data_dir, workdir, threads)
-    nano = run_nanogpt(args, config, data_dir, workdir, threads, nano_args) if args.nanogpt_dir else None
-    logs = [("port", "port.log")] + ([("nanoGPT", "nanogpt.log")] if nano else [])
+
+def check_tokens_per_iter(workdir, expected, with_nanogpt):
+    """Both sides must have trained the batch shape the config asks for."""
+    logs = [("port", "port.log")] + ([("nanoGPT", "nanogpt.log")] if with_nanogpt else [])
     for name, log in logs:
         logged = logged_tokens_per_iter(os.path.join(workdir, log))
-        if logged != tokens_per_iter:
-            sys.exit(f"error: {name} trained {logged} tokens/iter, expected {tokens_per_iter}; see {workdir}/{log}")
+        if logged != expected:
+            sys.exit(f"error: {name} trained {logged} tokens/iter, expected {expected}; see {workdir}/{log}")
 
-    # Loss table.
+
+def loss_rows(port, nano, first, count):
+    """One row per iteration (both losses, their difference, both times), printed as a table."""
     rows = []
     print()
     print(f"{'iter':>5}  {'port loss':>12}  {'nanoGPT loss':>12}  {'abs diff':>10}")
-    for it in range(args.start_iter, args.start_iter + args.iters):
-        port_loss = port["iters"].get(it, {}).get("loss")
-        nano_loss = nano["iters"].get(it, {}).get("loss") if nano else None
+    for it in range(first, first + count):
+        p = port["iters"].get(it, {})
+        n = nano["iters"].get(it, {}) if nano else {}
+        port_loss, nano_loss = p.get("loss"), n.get("loss")
         diff = abs(port_loss - nano_loss) if port_loss is not None and nano_loss is not None else None
         rows.append({"iter": it, "port_loss": port_loss, "nanogpt_loss": nano_loss, "abs_diff": diff,
-                     "port_ms": port["iters"].get(it, {}).get("ms"),
-                     "nanogpt_ms": nano["iters"].get(it, {}).get("ms") if nano else None})
+                     "port_ms": p.get("ms"), "nanogpt_ms": n.get("ms")})
         print(f"{it:>5}  {fmt(port_loss, '12.6f')}  {fmt(nano_loss, '12.6f')}  {fmt(diff, '10.3e')}")
+    return rows
+
+
+def loss_summary(rows, port, nano, max_loss_diff):
+    """The largest difference, the iterations missing a loss and, with nanoGPT, the identical
+    losses, the first iteration over the tolerance and the evaluations side by side (printed)."""
     diffs = [r["abs_diff"] for r in rows if r["abs_diff"] is not None]
     missing = [r["iter"] for r in rows if r["port_loss"] is None or (nano and r["nanogpt_loss"] is None)]
     max_diff = max(diffs) if diffs else None
     summary = {"max_abs_loss_diff": max_diff, "missing_iters": missing}
     if nano:
         identical = sum(1 for d in diffs if d == 0.0)
-        tolerance = args.max_loss_diff if args.max_loss_diff is not None else 1e-4
+        tolerance = max_loss_diff if max_loss_diff is not None else 1e-4
         first_over = next((r["iter"] for r in rows if r["abs_diff"] is not None and r["abs_diff"] > tolerance), None)
         summary.update({"bit_identical_losses": identical, "first_iter_over_tolerance": first_over,
                         "tolerance": tolerance})
@@ -416,34 +281,60 @@ def main():
                   f"val loss {p['val_loss']:.4f} vs {n['val_loss']:.4f} (nanoGPT prints 4 digits)")
     if missing:
         print(f"warning: iterations without a loss on one side: {missing}")
+    return summary
 
-    # Speed table.
-    port_speed = speed(port, config, tokens_per_iter)
-    nano_speed = speed(nano, config, tokens_per_iter) if nano else None
+
+def speed_summary(port, nano, setting, blas_threads):
+    """Median ms/iter and tokens/s of each side and their ratio, printed as a table."""
+    port_speed = speed(port, setting.config, setting.tokens_per_iter)
+    nano_speed = speed(nano, setting.config, setting.tokens_per_iter) if nano else None
     print(f"\nspeed: median over iterations >= {WARMUP_ITERS} without an eval, "
-          f"{threads} thread(s), OpenBLAS {args.blas_threads}")
+          f"{setting.threads} thread(s), OpenBLAS {blas_threads}")
     print(f"{'side':<8}  {'timed iters':>11}  {'ms/iter':>9}  {'tokens/s':>10}")
-    for name, s in (("port", port_speed), ("nanoGPT", nano_speed)):
-        if s:
-            print(f"{name:<8}  {s['timed_iters']:>11}  {fmt(s['median_ms'], '9.2f')}  {fmt(s['tokens_per_s'], '10.0f')}")
+    for name, sp in (("port", port_speed), ("nanoGPT", nano_speed)):
+        if sp:
+            print(f"{name:<8}  {sp['timed_iters']:>11}  {fmt(sp['median_ms'], '9.2f')}  {fmt(sp['tokens_per_s'], '10.0f')}")
     ratio = None
     if nano_speed and port_speed["median_ms"] and nano_speed["median_ms"]:
         ratio = port_speed["median_ms"] / nano_speed["median_ms"]
         print(f"ms/iter ratio (port / nanoGPT): {ratio:.3f}  "
               f"({'port faster' if ratio < 1 else 'nanoGPT faster' if ratio > 1 else 'equal'})")
-    summary.update({"port_speed": port_speed, "nanogpt_speed": nano_speed, "ms_ratio_port_over_nanogpt": ratio})
+    return {"port_speed": port_speed, "nanogpt_speed": nano_speed, "ms_ratio_port_over_nanogpt": ratio}
 
+
+def write_json(args, setting, summary, rows, port, nano):
+    """The setting, the summary, every loss row and both sides' commands and evaluations (--json)."""
+    result = {"config_path": args.config, "overrides": dict(setting.overrides), "config": setting.config,
+              "iters": args.iters, "threads": setting.threads, "blas_threads": args.blas_threads,
+              "tokens_per_iter": setting.tokens_per_iter, "data_dir": setting.data_dir, "workdir": setting.workdir,
+              "summary": summary, "losses": rows,
+              "port": {"command": port["command"], "wall_s": port["wall_s"], "evals": port["evals"]},
+              "nanogpt": None if not nano else {"command": nano["command"], "wall_s": nano["wall_s"],
+                                                "evals": nano["evals"]}}
+    with open(args.json_out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"results written to {args.json_out}")
+
+
+def main():
+    args = parse_args()
+    setting = prepare(args)
+    print_setting(args, setting)
+    config, workdir, threads = setting.config, setting.workdir, setting.threads
+    # Built before any training, so that a config nanoGPT cannot take fails at once.
+    nano_args = nanogpt_args(config, args.iters, args.nanogpt_dir, os.path.join(workdir, "nanogpt-out"),
+                             args.start_iter, bool(args.resume_from)) if args.nanogpt_dir else None
+    port = run_port(args, config, setting.overrides, setting.data_dir, workdir, threads)
+    nano = run_nanogpt(args, config, setting.data_dir, workdir, threads, nano_args) if args.nanogpt_dir else None
+    check_tokens_per_iter(workdir, setting.tokens_per_iter, bool(nano))
+
+    rows = loss_rows(port, nano, args.start_iter, args.iters)
+    summary = loss_summary(rows, port, nano, args.max_loss_diff)
+    summary.update(speed_summary(port, nano, setting, args.blas_threads))
     if args.json_out:
-        result = {"config_path": args.config, "overrides": dict(overrides), "config": config,
-                  "iters": args.iters, "threads": threads, "blas_threads": args.blas_threads, "tokens_per_iter": tokens_per_iter,
-                  "data_dir": data_dir, "workdir": workdir, "summary": summary, "losses": rows,
-                  "port": {"command": port["command"], "wall_s": port["wall_s"], "evals": port["evals"]},
-                  "nanogpt": None if not nano else {"command": nano["command"], "wall_s": nano["wall_s"],
-                                                    "evals": nano["evals"]}}
-        with open(args.json_out, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"results written to {args.json_out}")
+        write_json(args, setting, summary, rows, port, nano)
 
+    max_diff = summary["max_abs_loss_diff"]
     if args.max_loss_diff is not None and max_diff is not None and max_diff > args.max_loss_diff:
         print(f"FAIL: max abs loss diff {max_diff:.3e} > {args.max_loss_diff:g}")
         return 1

@@ -20,8 +20,9 @@ memory, the loss curves). Every figure comes from the runs:
   torch.cuda.max_memory_allocated (tools/nanogpt_runner.py prints it at exit), the port's
   largest cuda_peak_allocated_bytes in metrics.jsonl.
 
-nanoGPT runs unmodified from a scratch copy of the checkout (see tools/compare_nanogpt.py,
-which this tool shares its config translation with; that tool compares losses digit by digit).
+nanoGPT runs unmodified from a scratch copy of the checkout (tools/nanogpt_setup.py: the config
+translation and data this tool shares with tools/compare_nanogpt.py, which compares losses
+digit by digit).
 docs/compare.md describes the options and the measurements. Needs torch, and matplotlib for the
 PNG: the project's venv with `tools/setup.sh --tests`.
 """
@@ -38,7 +39,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import compare_nanogpt as translate  # noqa: E402  (config translation, data, nanoGPT copy)
+import compare_nanogpt  # noqa: E402  (nanoGPT's log lines, the warmup floor)
+import nanogpt_setup as translate  # noqa: E402  (config translation, data, nanoGPT copy, threads)
 import plot_metrics  # noqa: E402
 
 RUNNER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nanogpt_runner.py")
@@ -101,7 +103,7 @@ def parse_overrides(extra):
 
 
 def default_warmup(iters):
-    return max(translate.WARMUP_ITERS, math.ceil(iters / 10))
+    return max(compare_nanogpt.WARMUP_ITERS, math.ceil(iters / 10))
 
 
 def parse_runner_cuda_peaks(lines):
@@ -198,7 +200,7 @@ def run_measured(command, cwd, log_path, env):
 
 
 def check_tokens_per_iter(log_path, expected):
-    logged = translate.logged_tokens_per_iter(log_path)
+    logged = compare_nanogpt.logged_tokens_per_iter(log_path)
     if logged != expected:
         sys.exit(f"error: {log_path} says {logged} tokens per iteration, expected {expected}")
 
@@ -235,7 +237,7 @@ def run_nanogpt(args, config, copy_dir, run_dir, env, threads, side, compile_mod
     result = run_measured(command, copy_dir, os.path.join(run_dir, f"{side}.log"), env)
     with open(result["log"]) as f:
         lines = f.readlines()
-    iters, evals = translate.parse_nanogpt_log(lines)
+    iters, evals = compare_nanogpt.parse_nanogpt_log(lines)
     device = config["device"] if ":" in config["device"] else config["device"] + ":0"
     result["cuda_peak_allocated_bytes"] = parse_runner_cuda_peaks(lines).get(device, {}).get("allocated_bytes")
     return result, {"iters": iters, "evals": evals}

@@ -189,87 +189,114 @@ def mfu_cell(side, problem, port):
     return f"{side['mfu_bench_py'] * 100:.2f}% (bench.py's, of A100 312 TFLOP/s)"
 
 
-def build_table(run):
-    meta = run.meta
-    rows, figures = [], {"meta": meta}
-    for mb in meta.get("micro_batches", [16, 32]):
-        port, port_problem = port_bench(run, mb)
-        eager, eager_problem = nanogpt_bench(run, mb, "eager")
-        compiled, compiled_problem = nanogpt_bench(run, mb, "compiled")
-        figures[f"mb{mb}"] = {"port": port, "nanogpt_eager": eager, "nanogpt_compiled": compiled}
-        port_tps = port["tokens_per_s"] if port else None
-        rows.append([f"tokens/s, micro-batch {mb}",
-                     fmt_rate(port_tps) if port else port_problem,
-                     fmt_rate(eager["tokens_per_s"]) if eager else eager_problem,
-                     fmt_rate(compiled["tokens_per_s"]) if compiled else compiled_problem,
-                     fmt_ratio(port_tps, eager and eager["tokens_per_s"]),
-                     fmt_ratio(port_tps, compiled and compiled["tokens_per_s"])])
-        peak_note = f"; peak {port['peak_flops']:.3g} FLOP/s, {port['peak_flops_source']}" if port else ""
-        rows.append([f"MFU, micro-batch {mb}{peak_note}",
-                     f"{port['mfu'] * 100:.2f}%" if port else port_problem,
-                     mfu_cell(eager, eager_problem, port), mfu_cell(compiled, compiled_problem, port), "", ""])
+def bench_rows(run, mb, figures):
+    """The tokens/s and MFU rows of one micro-batch size; its figures go into figures[mbN]."""
+    port, port_problem = port_bench(run, mb)
+    eager, eager_problem = nanogpt_bench(run, mb, "eager")
+    compiled, compiled_problem = nanogpt_bench(run, mb, "compiled")
+    figures[f"mb{mb}"] = {"port": port, "nanogpt_eager": eager, "nanogpt_compiled": compiled}
+    port_tps = port["tokens_per_s"] if port else None
+    peak_note = f"; peak {port['peak_flops']:.3g} FLOP/s, {port['peak_flops_source']}" if port else ""
+    return [[f"tokens/s, micro-batch {mb}",
+             fmt_rate(port_tps) if port else port_problem,
+             fmt_rate(eager["tokens_per_s"]) if eager else eager_problem,
+             fmt_rate(compiled["tokens_per_s"]) if compiled else compiled_problem,
+             fmt_ratio(port_tps, eager and eager["tokens_per_s"]),
+             fmt_ratio(port_tps, compiled and compiled["tokens_per_s"])],
+            [f"MFU, micro-batch {mb}{peak_note}",
+             f"{port['mfu'] * 100:.2f}%" if port else port_problem,
+             mfu_cell(eager, eager_problem, port), mfu_cell(compiled, compiled_problem, port), "", ""]]
 
-    def check_cell(step, describe):
-        """The cell of a self-check (check-logits, check-adamw): its figures, pass or FAIL."""
-        problem, result = run.problem(step), read_json(run.result(f"{step}.json"))
-        figures[step] = result
-        if result is not None and problem and not result.get("passed", True):
-            problem = None  # the check ran and failed on its figures: show them
-        if problem is None and result is not None:
-            return describe(result, "pass" if result.get("passed") else "FAIL")
-        return problem or f"FAILED: no results/{step}.json"
 
-    def logits_cell(logits, verdict):
-        error = logits.get("relative_error")
-        if error is None:
-            return f"NaN ({verdict})"
-        return (f"{error:.2e} ({verdict}, tolerance {logits['tolerance']:.0e}; same argmax "
-                f"{logits['argmax_agreement'] * 100:.1f}%)")
+def check_cell(run, figures, step, describe):
+    """The cell of a self-check (check-logits, check-adamw): its figures, pass or FAIL."""
+    problem, result = run.problem(step), read_json(run.result(f"{step}.json"))
+    figures[step] = result
+    if result is not None and problem and not result.get("passed", True):
+        problem = None  # the check ran and failed on its figures: show them
+    if problem is None and result is not None:
+        return describe(result, "pass" if result.get("passed") else "FAIL")
+    return problem or f"FAILED: no results/{step}.json"
 
-    cell = check_cell("logits", logits_cell)
-    device = meta.get("device", "cuda")  # the checked device, when a check left no figures
+
+def logits_cell(logits, verdict):
+    error = logits.get("relative_error")
+    if error is None:
+        return f"NaN ({verdict})"
+    return (f"{error:.2e} ({verdict}, tolerance {logits['tolerance']:.0e}; same argmax "
+            f"{logits['argmax_agreement'] * 100:.1f}%)")
+
+
+def adamw_cell(adamw, verdict):
+    return (f"{max(adamw['weight_error'], adamw['moment_error']):.2e} ({verdict}, tolerance "
+            f"{adamw['tolerance']:.0e}; {adamw['path']})")
+
+
+def check_rows(run, figures):
+    """The rows of the self-checks, logits then AdamW; their figures go into figures[step]."""
+    cell = check_cell(run, figures, "logits", logits_cell)
+    device = run.meta.get("device", "cuda")  # the checked device, when a check left no figures
     checked = figures["logits"]["checked"] if figures["logits"] else f"{device} bfloat16"
-    rows.append([f"logits {checked} vs cpu float32: relative error", cell, "", "", "", ""])
-
-    def adamw_cell(adamw, verdict):
-        return (f"{max(adamw['weight_error'], adamw['moment_error']):.2e} ({verdict}, tolerance "
-                f"{adamw['tolerance']:.0e}; {adamw['path']})")
-
-    cell = check_cell("adamw", adamw_cell)
+    rows = [[f"logits {checked} vs cpu float32: relative error", cell, "", "", "", ""]]
+    cell = check_cell(run, figures, "adamw", adamw_cell)
     device = figures["adamw"]["device"] if figures["adamw"] else device
     rows.append([f"AdamW update on {device} vs LibTorch's AdamW: relative difference", cell, "", "", "", ""])
+    return rows
 
-    cap = meta.get("cap", "12GiB")
+
+def seed_rows(run, figures):
+    """The rows of the seed run under the memory cap; nanoGPT's cells sit in the column of its mode."""
+    cap = run.meta.get("cap", "12GiB")
     port_figures, port_step = seed_port(run)
     nano_figures, nano_step = seed_nanogpt(run)
     figures["seed"] = {"port": port_figures, "nanogpt": nano_figures}
     port_cells = seed_cells(run, "port_seed", port_figures, port_step)
     nano_cells = seed_cells(run, "nanogpt_seed", nano_figures, nano_step)
-    nano_column = 3 if meta.get("seed_compile") else 2
+    nano_column = 3 if run.meta.get("seed_compile") else 2
+    rows = []
     for label, k in (("fits?", 0), ("peak memory", 1), ("ms/iter (median from iter 1)", 2)):
         row = [f"{cap} seed run: {label}", port_cells[k], "", "", "", ""]
         row[nano_column] = nano_cells[k]
         if k == 2 and "ms_per_iter" in port_figures and "ms_per_iter" in nano_figures:
             row[nano_column + 2] = f"{nano_figures['ms_per_iter'] / port_figures['ms_per_iter']:.2f}"
         rows.append(row)
+    return rows
 
-    header = ["check", "port", "nanoGPT eager", "nanoGPT compiled", "port / eager", "port / compiled"]
-    lines = ["| " + " | ".join(header) + " |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
-    title = meta.get("title", "GPU check")
-    text = [f"## {title}", ""]
-    if meta.get("description"):
-        text += [meta["description"], ""]
-    text += lines + ["", "Steps:", ""]
-    for name in meta.get("steps", []):
+
+def step_lines(run):
+    """The list of the steps: status, seconds, reason and log of each."""
+    lines = []
+    for name in run.meta.get("steps", []):
         step = run.step(name)
         if step is None:
-            text.append(f"- {name}: not run yet")
+            lines.append(f"- {name}: not run yet")
             continue
         detail = step.get("reason") or ""
         seconds = f", {step['seconds']:.0f} s" if step.get("seconds") is not None else ""
-        text.append(f"- {name}: {step['status']}{seconds}{'; ' + detail if detail else ''} (logs/{name}.log)")
-    return "\n".join(text) + "\n", figures
+        lines.append(f"- {name}: {step['status']}{seconds}{'; ' + detail if detail else ''} (logs/{name}.log)")
+    return lines
+
+
+def markdown(run, rows):
+    """Title, description, the table of rows and the list of the steps."""
+    header = ["check", "port", "nanoGPT eager", "nanoGPT compiled", "port / eager", "port / compiled"]
+    text = [f"## {run.meta.get('title', 'GPU check')}", ""]
+    if run.meta.get("description"):
+        text += [run.meta["description"], ""]
+    text += ["| " + " | ".join(header) + " |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    text += ["| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in rows]
+    text += ["", "Steps:", ""] + step_lines(run)
+    return "\n".join(text) + "\n"
+
+
+def build_table(run):
+    """(the markdown, every figure) of one check.sh output folder."""
+    rows, figures = [], {"meta": run.meta}
+    for mb in run.meta.get("micro_batches", [16, 32]):
+        rows += bench_rows(run, mb, figures)
+    rows += check_rows(run, figures)
+    rows += seed_rows(run, figures)
+    return markdown(run, rows), figures
 
 
 def main():
