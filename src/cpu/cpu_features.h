@@ -1,5 +1,5 @@
 #pragma once
-// The kernels in src/*_kernel.cpp are compiled twice: once for AVX2 with FMA, used when the
+// The attention kernel (src/cpu/attention_kernel_*.cpp) is compiled twice: once for AVX2 with FMA, used when the
 // CPU has both, and once for the baseline x86-64 (or whatever the build targets).
 #if defined(__GNUC__) && defined(__x86_64__)
 #define NANOGPT_AVX2_FMA __attribute__((target("avx2,fma")))

@@ -30,136 +30,181 @@ class PickleMachine {
     }
   }
 
+  // One opcode per turn: STOP returns the validated root; every other opcode goes to the
+  // handler of its family, which returns false for an opcode outside its family.
   PickleRef run() {
     while (true) {
       const size_t at = pos_;
       const auto opcode = static_cast<unsigned char>(byte());
-      switch (opcode) {
-        case 0x80: byte(); break;                 // PROTO
-        case 0x95: take(8); break;                // FRAME (length only)
-        case '.': {  // STOP
-          PickleRef root = pop(at);
-          validate(at, root);
-          return root;
-        }
-        case '(': marks_.push_back(stack_.size()); break;  // MARK
-        case 'N': push(make(PickleValue::Kind::none)); break;
-        case 0x88: push(boolean(true)); break;    // NEWTRUE
-        case 0x89: push(boolean(false)); break;   // NEWFALSE
-        case 'K': push(integer(static_cast<unsigned char>(byte()))); break;  // BININT1
-        case 'M': push(integer(little_endian(2, false))); break;            // BININT2
-        case 'J': push(integer(little_endian(4, true))); break;             // BININT
-        case 0x8a: {                                                        // LONG1
-          const auto n = static_cast<unsigned char>(byte());
-          if (n > 8) fail(at, fmt::format("integer of {} bytes is too large", n));
-          push(integer(n == 0 ? 0 : little_endian(n, true)));
-          break;
-        }
-        case 'G': {  // BINFLOAT, big-endian
-          const std::string raw = take(8);
-          uint64_t bits = 0;
-          for (char c : raw) bits = (bits << 8) | static_cast<unsigned char>(c);
-          double value;
-          std::memcpy(&value, &bits, 8);
-          auto v = make(PickleValue::Kind::floating);
-          v->floating = value;
-          push(v);
-          break;
-        }
-        case 0x8c: push(text(PickleValue::Kind::string, static_cast<unsigned char>(byte()))); break;  // SHORT_BINUNICODE
-        case 'X': push(text(PickleValue::Kind::string, little_endian(4, false))); break;             // BINUNICODE
-        case 0x8d: push(text(PickleValue::Kind::string, little_endian(8, false))); break;            // BINUNICODE8
-        case 'C': push(text(PickleValue::Kind::bytes, static_cast<unsigned char>(byte()))); break;   // SHORT_BINBYTES
-        case 'B': push(text(PickleValue::Kind::bytes, little_endian(4, false))); break;              // BINBYTES
-        case '}': push(make(PickleValue::Kind::dict)); break;   // EMPTY_DICT
-        case ']': push(make(PickleValue::Kind::list)); break;   // EMPTY_LIST
-        case ')': push(make(PickleValue::Kind::tuple)); break;  // EMPTY_TUPLE
-        case 'd': case 'l': case 't': {                           // DICT, LIST, TUPLE from the mark
-          auto items = pop_mark(at);
-          auto v = make(opcode == 'd' ? PickleValue::Kind::dict : opcode == 'l' ? PickleValue::Kind::list : PickleValue::Kind::tuple);
-          if (opcode == 'd') {
-            set_items(at, *v, items);
-          } else {
-            for (auto& item : items) add_item(at, *v, item);
-          }
-          push(v);
-          break;
-        }
-        case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
-          auto v = make(PickleValue::Kind::tuple);
-          std::vector<PickleRef> items(opcode - 0x84);
-          for (size_t k = items.size(); k-- > 0;) items[k] = pop(at);
-          for (auto& item : items) add_item(at, *v, item);
-          push(v);
-          break;
-        }
-        case 'a': {  // APPEND
-          auto item = pop(at);
-          add_item(at, container(at, PickleValue::Kind::list), item);
-          break;
-        }
-        case 'e': {  // APPENDS
-          auto items = pop_mark(at);
-          auto& list = container(at, PickleValue::Kind::list);
-          for (auto& item : items) add_item(at, list, item);
-          break;
-        }
-        case 's': {  // SETITEM
-          auto value = pop(at);
-          auto key = pop(at);
-          add_entry(at, container(at, PickleValue::Kind::dict), key, value);
-          break;
-        }
-        case 'u': {  // SETITEMS
-          auto items = pop_mark(at);
-          set_items(at, container(at, PickleValue::Kind::dict), items);
-          break;
-        }
-        case 0x94: memo_[memo_.size()] = top(at); break;                          // MEMOIZE
-        case 'q': memo_[static_cast<unsigned char>(byte())] = top(at); break;     // BINPUT
-        case 'r': memo_[little_endian(4, false)] = top(at); break;                // LONG_BINPUT
-        case 'h': push(memo(at, static_cast<unsigned char>(byte()))); break;      // BINGET
-        case 'j': push(memo(at, little_endian(4, false))); break;                 // LONG_BINGET
-        case 'c': {  // GLOBAL: "module\nname\n"
-          std::string module = line();
-          push(global(at, module + "." + line()));
-          break;
-        }
-        case 0x93: {  // STACK_GLOBAL
-          PickleRef name = pop(at), module = pop(at);
-          if (name->kind != PickleValue::Kind::string || module->kind != PickleValue::Kind::string) {
-            fail(at, "STACK_GLOBAL needs two strings");
-          }
-          push(global(at, module->text + "." + name->text));
-          break;
-        }
-        case 'R': {  // REDUCE: call an allowed global
-          PickleRef args = pop(at), callable = pop(at);
-          if (callable->kind != PickleValue::Kind::global || args->kind != PickleValue::Kind::tuple) {
-            fail(at, "REDUCE needs a global and a tuple");
-          }
-          push(extend(at, opcode).call(*callable, *args));
-          break;
-        }
-        case 'b': {  // BUILD
-          PickleRef state = pop(at);
-          extend(at, opcode).build(*top(at), *state);
-          break;
-        }
-        case 'Q': {  // BINPERSID
-          PickleRef pid = pop(at);
-          push(extend(at, opcode).persistent_load(*pid));
-          break;
-        }
-        case 0x81: case 0x92: case 'i': case 'o': case 'P':
-          fail(at, refusal(opcode));
-        default:
-          fail(at, fmt::format("unsupported pickle opcode 0x{:02x}", opcode));
-      }
+      if (opcode == '.') return stop(at);
+      const bool handled = frame_or_mark(opcode) || push_constant(at, opcode) || push_text(opcode) ||
+                           make_container(at, opcode) || fill_container(at, opcode) || use_memo(at, opcode) ||
+                           call_extension(at, opcode);
+      if (!handled) unsupported(at, opcode);
     }
   }
 
  private:
+  PickleRef stop(size_t at) {  // STOP
+    PickleRef root = pop(at);
+    validate(at, root);
+    return root;
+  }
+  bool frame_or_mark(unsigned char opcode) {
+    switch (opcode) {
+      case 0x80: byte(); return true;                             // PROTO
+      case 0x95: take(8); return true;                            // FRAME (length only)
+      case '(': marks_.push_back(stack_.size()); return true;     // MARK
+      default: return false;
+    }
+  }
+  bool push_constant(size_t at, unsigned char opcode) {
+    switch (opcode) {
+      case 'N': push(make(PickleValue::Kind::none)); return true;
+      case 0x88: push(boolean(true)); return true;    // NEWTRUE
+      case 0x89: push(boolean(false)); return true;   // NEWFALSE
+      case 'K': push(integer(static_cast<unsigned char>(byte()))); return true;  // BININT1
+      case 'M': push(integer(little_endian(2, false))); return true;            // BININT2
+      case 'J': push(integer(little_endian(4, true))); return true;             // BININT
+      case 0x8a: {                                                              // LONG1
+        const auto n = static_cast<unsigned char>(byte());
+        if (n > 8) fail(at, fmt::format("integer of {} bytes is too large", n));
+        push(integer(n == 0 ? 0 : little_endian(n, true)));
+        return true;
+      }
+      case 'G': push(binfloat()); return true;        // BINFLOAT
+      default: return false;
+    }
+  }
+  PickleRef binfloat() {  // big-endian
+    const std::string raw = take(8);
+    uint64_t bits = 0;
+    for (char c : raw) bits = (bits << 8) | static_cast<unsigned char>(c);
+    double value;
+    std::memcpy(&value, &bits, 8);
+    auto v = make(PickleValue::Kind::floating);
+    v->floating = value;
+    return v;
+  }
+  bool push_text(unsigned char opcode) {
+    switch (opcode) {
+      case 0x8c: push(text(PickleValue::Kind::string, static_cast<unsigned char>(byte()))); return true;  // SHORT_BINUNICODE
+      case 'X': push(text(PickleValue::Kind::string, little_endian(4, false))); return true;             // BINUNICODE
+      case 0x8d: push(text(PickleValue::Kind::string, little_endian(8, false))); return true;            // BINUNICODE8
+      case 'C': push(text(PickleValue::Kind::bytes, static_cast<unsigned char>(byte()))); return true;   // SHORT_BINBYTES
+      case 'B': push(text(PickleValue::Kind::bytes, little_endian(4, false))); return true;              // BINBYTES
+      default: return false;
+    }
+  }
+  bool make_container(size_t at, unsigned char opcode) {
+    switch (opcode) {
+      case '}': push(make(PickleValue::Kind::dict)); return true;   // EMPTY_DICT
+      case ']': push(make(PickleValue::Kind::list)); return true;   // EMPTY_LIST
+      case ')': push(make(PickleValue::Kind::tuple)); return true;  // EMPTY_TUPLE
+      case 'd': case 'l': case 't': {                               // DICT, LIST, TUPLE from the mark
+        auto items = pop_mark(at);
+        auto v = make(opcode == 'd' ? PickleValue::Kind::dict : opcode == 'l' ? PickleValue::Kind::list : PickleValue::Kind::tuple);
+        if (opcode == 'd') {
+          set_items(at, *v, items);
+        } else {
+          for (auto& item : items) add_item(at, *v, item);
+        }
+        push(v);
+        return true;
+      }
+      case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
+        auto v = make(PickleValue::Kind::tuple);
+        std::vector<PickleRef> items(opcode - 0x84);
+        for (size_t k = items.size(); k-- > 0;) items[k] = pop(at);
+        for (auto& item : items) add_item(at, *v, item);
+        push(v);
+        return true;
+      }
+      default: return false;
+    }
+  }
+  bool fill_container(size_t at, unsigned char opcode) {
+    switch (opcode) {
+      case 'a': {  // APPEND
+        auto item = pop(at);
+        add_item(at, container(at, PickleValue::Kind::list), item);
+        return true;
+      }
+      case 'e': {  // APPENDS
+        auto items = pop_mark(at);
+        auto& list = container(at, PickleValue::Kind::list);
+        for (auto& item : items) add_item(at, list, item);
+        return true;
+      }
+      case 's': {  // SETITEM
+        auto value = pop(at);
+        auto key = pop(at);
+        add_entry(at, container(at, PickleValue::Kind::dict), key, value);
+        return true;
+      }
+      case 'u': {  // SETITEMS
+        auto items = pop_mark(at);
+        set_items(at, container(at, PickleValue::Kind::dict), items);
+        return true;
+      }
+      default: return false;
+    }
+  }
+  bool use_memo(size_t at, unsigned char opcode) {
+    switch (opcode) {
+      case 0x94: memo_[memo_.size()] = top(at); return true;                          // MEMOIZE
+      case 'q': memo_[static_cast<unsigned char>(byte())] = top(at); return true;     // BINPUT
+      case 'r': memo_[little_endian(4, false)] = top(at); return true;                // LONG_BINPUT
+      case 'h': push(memo(at, static_cast<unsigned char>(byte()))); return true;      // BINGET
+      case 'j': push(memo(at, little_endian(4, false))); return true;                 // LONG_BINGET
+      default: return false;
+    }
+  }
+  // The opcodes that reach the PickleExtensions: globals, REDUCE, BUILD and persistent ids.
+  bool call_extension(size_t at, unsigned char opcode) {
+    switch (opcode) {
+      case 'c': {  // GLOBAL: "module\nname\n"
+        std::string module = line();
+        push(global(at, module + "." + line()));
+        return true;
+      }
+      case 0x93: {  // STACK_GLOBAL
+        PickleRef name = pop(at), module = pop(at);
+        if (name->kind != PickleValue::Kind::string || module->kind != PickleValue::Kind::string) {
+          fail(at, "STACK_GLOBAL needs two strings");
+        }
+        push(global(at, module->text + "." + name->text));
+        return true;
+      }
+      case 'R': {  // REDUCE: call an allowed global
+        PickleRef args = pop(at), callable = pop(at);
+        if (callable->kind != PickleValue::Kind::global || args->kind != PickleValue::Kind::tuple) {
+          fail(at, "REDUCE needs a global and a tuple");
+        }
+        push(extend(at, opcode).call(*callable, *args));
+        return true;
+      }
+      case 'b': {  // BUILD
+        PickleRef state = pop(at);
+        extend(at, opcode).build(*top(at), *state);
+        return true;
+      }
+      case 'Q': {  // BINPERSID
+        PickleRef pid = pop(at);
+        push(extend(at, opcode).persistent_load(*pid));
+        return true;
+      }
+      default: return false;
+    }
+  }
+  [[noreturn]] void unsupported(size_t at, unsigned char opcode) const {
+    switch (opcode) {
+      case 0x81: case 0x92: case 'i': case 'o': case 'P':
+        fail(at, refusal(opcode));
+      default:
+        fail(at, fmt::format("unsupported pickle opcode 0x{:02x}", opcode));
+    }
+  }
   [[noreturn]] void fail(size_t at, const std::string& why) const {
     throw PickleError(fmt::format("{}: bad pickle at byte {}: {}", origin_, at, why));
   }
