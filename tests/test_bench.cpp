@@ -11,12 +11,12 @@
 using namespace nanogpt;
 
 TEST(Bench, PeakFlopsTable) {
-  EXPECT_EQ(gpu_peak_flops("NVIDIA A100-SXM4-40GB", "bfloat16"), 312e12);
-  EXPECT_EQ(gpu_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16"), 989e12);
-  EXPECT_EQ(gpu_peak_flops("NVIDIA H100 PCIe", "float16"), 756e12);
-  EXPECT_EQ(gpu_peak_flops("NVIDIA H200", "float32"), 494e12);
-  EXPECT_FALSE(gpu_peak_flops("NVIDIA GeForce RTX 3060", "bfloat16").has_value());
-  EXPECT_GT(cpu_peak_flops("float32"), 1e8);
+  EXPECT_EQ(gpu_peak_flops("NVIDIA A100-SXM4-40GB", at::kBFloat16), 312e12);
+  EXPECT_EQ(gpu_peak_flops("NVIDIA H100 80GB HBM3", at::kBFloat16), 989e12);
+  EXPECT_EQ(gpu_peak_flops("NVIDIA H100 PCIe", at::kHalf), 756e12);
+  EXPECT_EQ(gpu_peak_flops("NVIDIA H200", at::kFloat), 494e12);
+  EXPECT_FALSE(gpu_peak_flops("NVIDIA GeForce RTX 3060", at::kBFloat16).has_value());
+  EXPECT_GT(cpu_peak_flops(at::kFloat), 1e8);
 }
 
 TEST(Bench, TimesStepsAndComputesMfuLikeNanoGPT) {

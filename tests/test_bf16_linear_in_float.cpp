@@ -11,6 +11,7 @@
 #include "nanogpt/model/model.h"
 
 #include "cpu/bf16_convert.h"  // src/: the conversion loops, against c10::BFloat16's
+#include "nanogpt/cpu/features.h"
 
 using namespace nanogpt;
 

@@ -10,7 +10,6 @@
 #include <tuple>
 
 #include "nanogpt/interop/checkpoint.h"
-#include "nanogpt/base/compat.h"
 #include "nanogpt/base/config.h"
 #include "nanogpt/base/fileio.h"
 #include "nanogpt/interop/pretrained.h"

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <limits>
 
-#include "nanogpt/base/compat.h"
+#include "nanogpt/cpu/ops.h"
 #include "nanogpt/cpu/attention.h"
 
 #include "cpu/attention_kernel.h"  // src/: the kernel itself, for its baseline copy
@@ -154,7 +154,7 @@ TEST(CpuAttention, DropoutDrawsLibTorchsMaskAndMatchesAReference) {
     auto out = fused_cpu_causal_attention(l.fp32[0], l.fp32[1], l.fp32[2], 0, p);
     const auto stream_after = torch::rand({4});
     torch::manual_seed(5);
-    auto libtorch = nanogpt::math_attention(heads[0], heads[1], heads[2], causal, p);
+    auto libtorch = nanogpt::ops::math_attention(heads[0], heads[1], heads[2], causal, p);
     const auto libtorch_stream_after = torch::rand({4});
     EXPECT_TRUE(torch::equal(stream_after, libtorch_stream_after));
     EXPECT_LE((out - libtorch).abs().max().item<double>(), 2e-6);

@@ -2,8 +2,8 @@
 #include <torch/torch.h>
 
 #include "nanogpt/model/adamw_check.h"
-#include "nanogpt/base/compat.h"
 #include "nanogpt/model/fused_adamw.h"
+#include "nanogpt/base/device.h"
 
 #include <torch/version.h>
 

@@ -8,7 +8,10 @@
 #include "nanogpt/train/grad_scaler.h"
 #include "nanogpt/memory/memory_stats.h"
 #include "nanogpt/model/model.h"
-#include "nanogpt/model/recompute.h"
+#include "nanogpt/model/activation_checkpointing.h"
+#include "nanogpt/model/chunked_loss.h"
+#include "nanogpt/cpu/features.h"
+#include "nanogpt/train/precision.h"
 
 using namespace nanogpt;
 
@@ -275,7 +278,8 @@ TEST(Compat, NativeBf16IsReadFromTheCpuFlags) {
   EXPECT_TRUE(cpuinfo_has_native_bf16(genoa));
   EXPECT_FALSE(cpuinfo_has_native_bf16("flags\t\t: avx512_bf16x\n"));  // whole flags only
   EXPECT_FALSE(cpuinfo_has_native_bf16(""));
-  EXPECT_EQ(cpu_bf16_note(at::Device(at::kCPU), "float32"), "");
-  EXPECT_EQ(cpu_bf16_note(at::Device(at::kCPU), "bfloat16").empty(), cpu_has_native_bf16());
+  EXPECT_EQ(Precision("float32", at::kCPU).cpu_note(), "");
+  EXPECT_EQ(Precision("bfloat16", at::kCPU).cpu_note().empty(), cpu_has_native_bf16());
+  EXPECT_TRUE(Precision("bfloat16", at::kCUDA).cpu_note().empty());
 }
 

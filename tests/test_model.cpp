@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "nanogpt/base/compat.h"
+#include "nanogpt/cpu/ops.h"
 #include "nanogpt/model/model.h"
 
 using namespace nanogpt;
@@ -144,7 +144,7 @@ TEST(Model, InferencePathReturnsLastPositionOnly) {
 TEST(Model, AttentionEqualsNanoGPTManualAttention) {
   torch::manual_seed(3);
   auto q = torch::randn({2, 4, 12, 8}), k = torch::randn({2, 4, 12, 8}), v = torch::randn({2, 4, 12, 8});
-  auto fast = nanogpt::causal_attention(q, k, v, 0.0, 0);
+  auto fast = nanogpt::ops::causal_attention(q, k, v, 0.0, 0);
   EXPECT_LT((fast - manual_attention(q, k, v)).abs().max().item<double>(), 1e-6);
 }
 

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nanogpt/cpu/features.h"
+#include "nanogpt/train/precision.h"
 #include "nanogpt/interop/checkpoint.h"
 #include "nanogpt/data/data.h"
 #include "nanogpt/base/fileio.h"
@@ -17,6 +19,7 @@
 #include "nanogpt/train/metrics.h"
 #include "nanogpt/train/train.h"
 #include "test_util.h"
+#include "nanogpt/base/compat.h"
 
 using namespace nanogpt;
 using nanogpt::testing::TempDir;
@@ -349,4 +352,22 @@ TEST(MetricsLog, AppendingDropsALineAKilledRunLeftUnfinished) {
   EXPECT_EQ(read_file(path), "{\"iter\":0}\n{\"iter\":1}\n{\"iter\":1}\n");
   MetricsLog(path, false).write({{"iter", 0}});
   EXPECT_EQ(read_file(path), "{\"iter\":0}\n");
+}
+
+// The config's dtype, parsed once: autocast, the gradient scaler, bf16 products on this CPU.
+TEST(Precision, ParsesTheConfigsDtype) {
+  const nanogpt::Precision fp32("float32", at::kCPU);
+  EXPECT_FALSE(fp32.autocast.has_value());
+  EXPECT_EQ(fp32.compute_type, at::kFloat);
+  EXPECT_FALSE(fp32.scales_gradients);
+  const nanogpt::Precision fp16("float16", at::kCUDA);
+  ASSERT_TRUE(fp16.autocast.has_value());
+  EXPECT_EQ(fp16.autocast->dtype, at::kHalf);
+  EXPECT_TRUE(fp16.scales_gradients);
+  EXPECT_FALSE(fp16.bf16_products_in_float);
+  const nanogpt::Precision bf16_cuda("bfloat16", at::kCUDA);
+  EXPECT_EQ(bf16_cuda.autocast->dtype, at::kBFloat16);
+  EXPECT_FALSE(bf16_cuda.bf16_products_in_float);
+  EXPECT_EQ(nanogpt::Precision("bfloat16", at::kCPU).bf16_products_in_float, !nanogpt::cpu_has_native_bf16());
+  EXPECT_THROW(nanogpt::Precision("fp8", at::kCPU), std::invalid_argument);
 }

@@ -3,7 +3,7 @@
 # from Debian), each from its seed corpus in tests/fuzz/<target>_corpus:
 #   pickle        the plain-data pickle reader (meta.pkl; src/formats/pickle.cpp)
 #   torch_pickle  the torch.save allow-list (ckpt.pt's data.pkl; src/formats/torch_pickle.cpp)
-#   config        the YAML config loader and its validation (src/base/config.cpp)
+#   config        the YAML config loader and its validation (src/base/config.cpp, src/base/config_checks.cpp)
 #   bpe           the GPT-2 tokenizer, with an exact decode(encode(x)) == x check; needs
 #                 GPT-2's vocabulary in $NANOGPT_GPT2_VOCAB_DIR (skipped without it)
 #   token_file    train.bin/val.bin batches and meta.json (src/data/data.cpp, src/tokenizer/char_tokenizer.cpp)
@@ -35,8 +35,7 @@ for target in "${targets[@]}"; do
   case $target in
     pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp); libs=() ;;
     torch_pickle) sources=(src/formats/pickle.cpp src/formats/pickle_writer.cpp src/formats/torch_pickle.cpp); libs=(-L"$torch/lib" -Wl,-rpath,"$torch/lib" -lc10) ;;
-    config) sources=(src/base/config.cpp src/base/compat.cpp src/cpu/attention.cpp src/cpu/attention_kernel.cpp src/cpu/bf16_convert.cpp
-                     src/tokenizer/pretokenize.cpp src/base/utf8.cpp)
+    config) sources=(src/base/config.cpp src/base/config_checks.cpp src/base/device.cpp src/base/utf8.cpp)
             libs=(-lyaml-cpp "${torch_libs[@]}") ;;
     bpe)
       if [ ! -f "${NANOGPT_GPT2_VOCAB_DIR:-}/encoder.json" ]; then echo "== bpe: skipped (set NANOGPT_GPT2_VOCAB_DIR)"; continue; fi

@@ -13,7 +13,6 @@
 #include <string>
 #include <vector>
 
-#include "nanogpt/base/compat.h"
 #include "nanogpt/cpu/attention.h"
 #include "nanogpt/memory/memory_stats.h"
 

@@ -7,7 +7,7 @@
 #include "commands.h"
 #include "nanogpt/base/fileio.h"
 #include "nanogpt/model/adamw_check.h"
-#include "nanogpt/base/compat.h"
+#include "nanogpt/base/device.h"
 
 namespace nanogpt::cli {
 

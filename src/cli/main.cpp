@@ -10,9 +10,9 @@
 #include <c10/util/Exception.h>
 
 #include "commands.h"
-#include "nanogpt/base/compat.h"
 #include "nanogpt/base/config.h"
 #include "nanogpt/memory/memory_stats.h"
+#include "nanogpt/base/device.h"
 
 namespace {
 

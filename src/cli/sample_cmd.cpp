@@ -5,9 +5,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
-#include "nanogpt/base/compat.h"
 #include "nanogpt/sample/sample.h"
 #include "nanogpt/base/utf8.h"
+#include "nanogpt/base/device.h"
 
 namespace nanogpt::cli {
 

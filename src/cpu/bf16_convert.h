@@ -1,7 +1,7 @@
 #pragma once
 // bfloat16 <-> float32 over plain arrays, in loops the compiler vectorizes (for AVX2 where the
 // CPU has it): the conversions of the bf16 paths that compute in float32 (bf16_linear_in_float.h,
-// cpu_attention.h).
+// cpu/attention.h).
 #include <c10/util/BFloat16.h>
 
 #include <cstdint>

@@ -12,6 +12,7 @@
 #include "nanogpt/base/compat.h"
 
 #include "cpu/bf16_convert.h"
+#include "nanogpt/cpu/features.h"
 
 namespace nanogpt {
 

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "nanogpt/base/fileio.h"
+#include "nanogpt/base/compat.h"
 
 namespace nanogpt {
 

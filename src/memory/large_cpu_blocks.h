@@ -1,10 +1,8 @@
 #pragma once
 // Memory for CPU tensors of 32 MiB and more, which glibc would map afresh for each one (its
 // mmap threshold cannot go higher), faulting in 4 KiB pages that the kernel zeroes one by
-// one: about 55 ms per 100 MiB on this project's machine, more than a GELU over them costs.
-// Here such blocks are mapped on 2 MiB boundaries with transparent huge pages (where
-// /sys/kernel/mm/transparent_hugepage/enabled allows them: 2 MiB per fault, about 9 ms per
-// 100 MiB) and, while freed memory is kept (keep_freed_cpu_memory), a freed block can wait
+// one. Here such blocks are mapped on 2 MiB boundaries with transparent huge pages (where
+// /sys/kernel/mm/transparent_hugepage/enabled allows them) and, while freed memory is kept (keep_freed_cpu_memory), a freed block can wait
 // for the next request of its size, so that a training step reuses the last step's pages.
 // How much may wait is the caller's choice (the counting CPU allocator: no more than keeps
 // tensors and kept blocks together under the most that tensors ever held). Process-wide,

@@ -6,10 +6,10 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "nanogpt/base/compat.h"
-#include "nanogpt/cpu/bf16_linear_in_float.h"
+#include "nanogpt/cpu/ops.h"
 #include "nanogpt/model/fused_adamw.h"
-#include "nanogpt/model/recompute.h"
+#include "nanogpt/model/activation_checkpointing.h"
+#include "nanogpt/model/chunked_loss.h"
 
 namespace nanogpt {
 
@@ -26,33 +26,9 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& input) {
 
 namespace {
 
-// x @ weight.T + bias, as F::linear. With a few rows and no autograd (sampling with the KV
-// cache: one position per sample), OpenBLAS's sgemm spends most of its time packing the
-// whole weight on every call; a matrix-vector product per row reads the weight as it is,
-// 2-3x faster for a block's weights and 1.5x for GPT-2's LM head. Under bf16 autocast on a
-// CPU without bf16 instructions the product goes through float32 sgemm (bf16_linear_in_float.h).
-torch::Tensor project(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
-  if (autocast_linear_in_float(x)) return bf16_linear_in_float(x, weight, bias);
-  constexpr int64_t kFewRows = 4;
-  const int64_t rows = x.numel() / x.size(-1);
-  if (rows > kFewRows || torch::GradMode::is_enabled() || !x.is_cpu() || x.scalar_type() != torch::kFloat ||
-      weight.scalar_type() != torch::kFloat) {
-    return F::linear(x, weight, bias);
-  }
-  const torch::Tensor flat = x.reshape({rows, x.size(-1)});
-  torch::Tensor out = torch::empty({rows, weight.size(0)}, x.options());
-  for (int64_t row = 0; row < rows; ++row) {
-    torch::Tensor out_row = out[row];
-    torch::mv_out(out_row, weight, flat[row]);
-  }
-  if (bias.defined()) out.add_(bias);
-  std::vector<int64_t> shape = x.sizes().vec();
-  shape.back() = weight.size(0);
-  return out.view(shape);
-}
-
-torch::Tensor project(torch::nn::Linear& layer, const torch::Tensor& x) {
-  return project(x, layer->weight, layer->bias);
+// self.c_attn(x) and its kind, through the door to the CPU kernels (cpu/ops.h)
+torch::Tensor linear(torch::nn::Linear& layer, const torch::Tensor& x) {
+  return ops::linear(x, layer->weight, layer->bias);
 }
 
 }  // namespace
@@ -73,7 +49,7 @@ CausalSelfAttentionImpl::CausalSelfAttentionImpl(const GPTConfig& config)
 torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, torch::Tensor* cached_keys,
                                                torch::Tensor* cached_values) {
   const int64_t B = x.size(0), T = x.size(1), C = x.size(2);
-  auto qkv = project(c_attn, x).split(n_embd, /*dim=*/2);
+  auto qkv = linear(c_attn, x).split(n_embd, /*dim=*/2);
   auto heads = [&](const torch::Tensor& t) { return t.view({B, T, n_head, C / n_head}).transpose(1, 2); };
   torch::Tensor q = heads(qkv[0]), k = heads(qkv[1]), v = heads(qkv[2]);  // (B, nh, T, hs)
   int64_t past_length = 0;
@@ -87,9 +63,9 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, torch::Te
     *cached_values = v;
   }
   const double dropout_p = is_training() ? dropout : 0.0;
-  torch::Tensor y = causal_attention(q, k, v, dropout_p, past_length);
+  torch::Tensor y = ops::causal_attention(q, k, v, dropout_p, past_length);
   y = y.transpose(1, 2).contiguous().view({B, T, C});  // re-assemble all heads side by side
-  return resid_dropout(project(c_proj, y));
+  return resid_dropout(linear(c_proj, y));
 }
 
 MLPImpl::MLPImpl(const GPTConfig& config) {
@@ -101,7 +77,7 @@ MLPImpl::MLPImpl(const GPTConfig& config) {
 }
 
 torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
-  return dropout(project(c_proj, torch::gelu(project(c_fc, x))));
+  return dropout(linear(c_proj, torch::gelu(linear(c_fc, x))));
 }
 
 BlockImpl::BlockImpl(const GPTConfig& config) {
@@ -196,7 +172,7 @@ torch::Tensor GPTImpl::hidden_states(const torch::Tensor& idx, KVCache* cache, c
   return ln_f(x);
 }
 
-torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return project(hidden, wte->weight, {}); }
+torch::Tensor GPTImpl::lm_head(const torch::Tensor& hidden) { return ops::linear(hidden, wte->weight, {}); }
 
 std::tuple<torch::Tensor, torch::Tensor> GPTImpl::forward(const torch::Tensor& idx, const torch::Tensor& targets) {
   if (targets.defined() && loss_chunk_size > 0) {

@@ -8,12 +8,14 @@
 #include "nanogpt/base/compat.h"
 #include "nanogpt/model/model.h"
 #include "nanogpt/train/training_step.h"
+#include "nanogpt/base/device.h"
+#include "nanogpt/train/precision.h"
 
 namespace nanogpt {
 
-double default_logits_tolerance(const std::string& dtype) {
-  if (dtype == "bfloat16") return 5e-2;
-  if (dtype == "float16") return 1e-2;
+double default_logits_tolerance(at::ScalarType compute_type) {
+  if (compute_type == at::kBFloat16) return 5e-2;
+  if (compute_type == at::kHalf) return 1e-2;
   return 1e-3;
 }
 
@@ -38,11 +40,12 @@ LogitsCheckResult check_logits(const TrainConfig& config, const LogitsCheckOptio
   const at::Tensor idx = torch::randint(shape.vocab_size, {options.batch_size, shape.block_size}, torch::kLong);
   const at::Tensor targets = idx.roll(-1, 1);
 
+  const Precision precision(config.dtype, device.type());
   LogitsCheckResult result;
   result.checked = fmt::format("{} {}", config.device, config.dtype);
   result.reference = "cpu float32";
   result.positions = idx.numel();
-  result.tolerance = options.tolerance.value_or(default_logits_tolerance(config.dtype));
+  result.tolerance = options.tolerance.value_or(default_logits_tolerance(precision.compute_type));
   print(fmt::format("check-logits: n_layer {}, n_head {}, n_embd {}, block_size {}, vocab_size {}, {} x {} tokens; "
                     "{} against {}",
                     shape.n_layer, shape.n_head, shape.n_embd, shape.block_size, shape.vocab_size, options.batch_size,
@@ -60,7 +63,7 @@ LogitsCheckResult check_logits(const TrainConfig& config, const LogitsCheckOptio
     return torch::nn::functional::cross_entropy(logits.view({-1, logits.size(-1)}), targets.view(-1)).item<double>();
   };
   const at::Tensor reference = logits_on(cpu, std::nullopt);
-  const at::Tensor checked = logits_on(device, autocast_for(config.dtype));
+  const at::Tensor checked = logits_on(device, precision.autocast);
 
   const at::Tensor error = checked - reference;
   result.relative_error = (error.norm() / reference.norm()).item<double>();

@@ -1,4 +1,5 @@
 #include "nanogpt/train/training_step.h"
+#include "nanogpt/base/compat.h"
 
 #include <torch/torch.h>
 
@@ -35,10 +36,4 @@ at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_
   }
   return total_norm;
 }
-
-std::optional<AutocastState> autocast_for(const std::string& dtype) {
-  if (dtype == "float32") return std::nullopt;
-  return AutocastState{true, dtype == "float16" ? at::kHalf : at::kBFloat16};
-}
-
 }  // namespace nanogpt

@@ -23,6 +23,19 @@ struct ConfigError : std::runtime_error {
 // Where each key was last set: "path:line" of a YAML file or "command line".
 using KeyOrigins = std::map<std::string, std::string>;
 
+// init_from, parsed once: a new model, out_dir/ckpt.pt, or a GPT-2 model of Hugging Face's.
+struct InitFrom {
+  enum class Source { kScratch, kResume, kPretrained };
+  Source source = Source::kScratch;
+  std::string model;  // kPretrained: gpt2, gpt2-medium, gpt2-large or gpt2-xl
+
+  bool scratch() const { return source == Source::kScratch; }
+  bool resume() const { return source == Source::kResume; }
+  bool pretrained() const { return source == Source::kPretrained; }
+  // A ConfigError naming init_from for any other value.
+  static InitFrom parse(const std::string& value);
+};
+
 struct TrainConfig {
   // I/O
   std::string out_dir = "out";

@@ -1,6 +1,7 @@
 #pragma once
 // bfloat16 autocast's matrix products on CPUs without bf16 instructions (no avx512_bf16 or
-// amx_bf16): there LibTorch multiplies bf16 matrices in plain loops, ~25x slower than float32.
+// amx_bf16): there LibTorch's bf16 matmul is many times slower than its float32 one
+// (docs/performance.md).
 // The products here take the same bf16 operands, widen them tile by tile to float32 (exact)
 // and multiply them with sgemm. A bf16 GEMM accumulates in float32 too, so the results are
 // what a bf16 GEMM gives, up to the order of the float additions; docs/performance.md.

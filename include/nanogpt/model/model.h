@@ -15,7 +15,7 @@
 #include <tuple>
 #include <vector>
 
-#include "nanogpt/model/recompute.h"
+#include "nanogpt/model/chunked_loss.h"
 
 namespace nanogpt {
 
@@ -85,7 +85,7 @@ struct GPTImpl : torch::nn::Module {
   std::tuple<torch::Tensor, torch::Tensor> forward(const torch::Tensor& idx,
                                                    const torch::Tensor& targets = {});
   // Final hidden states (after ln_f), optionally continuing from and filling `cache`. With
-  // `tied`, the token embedding completes the tied weight's gradient there (recompute.h).
+  // `tied`, the token embedding completes the tied weight's gradient there (chunked_loss.h).
   torch::Tensor hidden_states(const torch::Tensor& idx, KVCache* cache = nullptr,
                               const c10::intrusive_ptr<TiedGradient>& tied = {});
   // The LM head, tied to the token embedding.
@@ -105,7 +105,7 @@ struct GPTImpl : torch::nn::Module {
                          std::optional<int64_t> top_k = std::nullopt, bool use_kv_cache = true);
 
   GPTConfig config;
-  // Memory savers of the training path (see recompute.h); 0 turns each off.
+  // Memory savers of the training path (activation_checkpointing.h, chunked_loss.h); 0 turns each off.
   int64_t checkpoint_every = 0;  // recompute every Nth block's activations in backward
   int64_t loss_chunk_size = 0;   // LM head + loss over this many positions at a time
 

@@ -34,10 +34,10 @@ struct BenchResult {
 
 // Dense peak FLOP/s of a CUDA device by its name (A100, H100, H200) and dtype; nullopt for
 // other names.
-std::optional<double> gpu_peak_flops(const std::string& device_name, const std::string& dtype);
+std::optional<double> gpu_peak_flops(const std::string& device_name, at::ScalarType compute_type);
 
 // Measured matmul FLOP/s of this CPU in `dtype` with the current thread count.
-double cpu_peak_flops(const std::string& dtype);
+double cpu_peak_flops(at::ScalarType compute_type);
 
 BenchResult bench(const TrainConfig& config, const BenchOptions& options,
                   const std::function<void(const std::string&)>& print);

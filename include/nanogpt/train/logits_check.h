@@ -34,7 +34,7 @@ struct LogitsCheckResult {
 
 // Relative error allowed for a dtype: bfloat16 keeps 8 significant bits (rounding 2^-9 per
 // operation) and a dozen layers add up to about 1e-2, so 5e-2; float16 1e-2; float32 1e-3.
-double default_logits_tolerance(const std::string& dtype);
+double default_logits_tolerance(at::ScalarType compute_type);
 
 LogitsCheckResult check_logits(const TrainConfig& config, const LogitsCheckOptions& options,
                                const std::function<void(const std::string&)>& print);

@@ -31,7 +31,5 @@ at::Tensor optimizer_step(GPT& model, torch::optim::AdamW& optimizer, Batch& bat
 // tensor on the gradients' device instead of syncing the host for it, as LibTorch's does.
 at::Tensor clip_grad_norm(const std::vector<at::Tensor>& parameters, double max_norm);
 
-// The autocast state for a config dtype: none for float32.
-std::optional<AutocastState> autocast_for(const std::string& dtype);
 
 }  // namespace nanogpt
