@@ -62,7 +62,7 @@ TEST(HfClients, AGpt2SavedByTransformersLoadsAsInitFromGpt2WithItsLogits) {
   const at::Tensor tokens = torch::randint(50, {2, 16}, torch::kLong);
   write_array(dir.path(), "tokens", tokens);
   ASSERT_EQ(run_clients("write-hf", dir.path()), 0);
-  // what `init_from: gpt2` with `pretrained_dir` does (train_setup.cpp)
+  // what `init_from: gpt2` with `pretrained_dir` does (setup.cpp)
   const std::string folder = dir / "hf_saved";
   GPT model(read_pretrained_config(folder, "gpt2", 0.0));
   load_pretrained_weights(folder, model);

@@ -17,7 +17,7 @@
 #include "nanogpt/memory/memory_stats.h"
 #include "nanogpt/model/model.h"
 #include "nanogpt/tokenizer/char_tokenizer.h"
-#include "nanogpt/train/training_step.h"
+#include "nanogpt/train/step.h"
 #include "nanogpt/base/device.h"
 #include "nanogpt/train/precision.h"
 

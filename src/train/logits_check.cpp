@@ -7,7 +7,7 @@
 #include "nanogpt/interop/checkpoint.h"
 #include "nanogpt/base/compat.h"
 #include "nanogpt/model/model.h"
-#include "nanogpt/train/training_step.h"
+#include "nanogpt/train/step.h"
 #include "nanogpt/base/device.h"
 #include "nanogpt/train/precision.h"
 

@@ -15,7 +15,7 @@
 #include "nanogpt/memory/memory_stats.h"
 #include "nanogpt/model/model.h"
 #include "nanogpt/model/chunked_loss.h"
-#include "nanogpt/train/training_step.h"
+#include "nanogpt/train/step.h"
 #include "nanogpt/base/device.h"
 #include "nanogpt/cpu/features.h"
 #include "nanogpt/train/precision.h"

@@ -1,5 +1,5 @@
 // nanoGPT's train.py: get_lr, and the training loop with its steps (the set-up that precedes
-// it is in train_setup.cpp).
+// it is in setup.cpp).
 #include "nanogpt/train/train.h"
 
 #include <chrono>
@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "nanogpt/base/compat.h"
-#include "train/train_memory.h"
+#include "train/memory_report.h"
 #include "train/trainer.h"
 
 namespace nanogpt {

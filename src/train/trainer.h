@@ -1,6 +1,6 @@
 #pragma once
 // Internal to train(): one run, what nanoGPT's train.py keeps in its globals, and the steps
-// of its loop. The set-up is in train_setup.cpp, the loop in train.cpp.
+// of its loop. The set-up is in setup.cpp, the loop in train.cpp.
 #include <torch/torch.h>
 
 #include <chrono>
@@ -23,8 +23,8 @@
 #include "nanogpt/train/metrics.h"
 #include "nanogpt/train/precision.h"
 #include "nanogpt/train/train.h"
-#include "nanogpt/train/training_step.h"
-#include "train/train_setup.h"
+#include "nanogpt/train/step.h"
+#include "train/setup.h"
 
 namespace nanogpt::detail {
 
@@ -34,7 +34,7 @@ class Trainer {
   TrainResult run();
 
  private:
-  // set-up, in train.py's order (train_setup.cpp)
+  // set-up, in train.py's order (setup.cpp)
   void set_up_device();
   void set_up_data_and_shape();
   void set_up_model();

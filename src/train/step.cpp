@@ -1,4 +1,4 @@
-#include "nanogpt/train/training_step.h"
+#include "nanogpt/train/step.h"
 #include "nanogpt/base/compat.h"
 
 #include <torch/torch.h>

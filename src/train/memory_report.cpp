@@ -1,4 +1,4 @@
-#include "train/train_memory.h"
+#include "train/memory_report.h"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "train/train_setup.h"
+#include "train/setup.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -13,7 +13,7 @@
 #include "nanogpt/train/memory_plan.h"
 #include "nanogpt/interop/pretrained.h"
 #include "nanogpt/tokenizer/char_tokenizer.h"
-#include "train/train_memory.h"
+#include "train/memory_report.h"
 #include "train/trainer.h"
 
 namespace nanogpt::detail {
