@@ -2,7 +2,9 @@
 every book of $NANOGPT_SHARED_DATA/pd_books, Tiny Shakespeare and a random text of every kind
 of character. tiktoken reads GPT-2's files from $NANOGPT_SHARED_DATA/gpt2 (no download).
 
-Usage: test_tiktoken_client.py NANOGPT_BINARY       (exit 77, skipped, without the shared data)
+Usage: test_tiktoken_client.py NANOGPT_BINARY       (exit 77, skipped, without the shared data
+                                                     or without tiktoken: a Python without PyPI's
+                                                     packages, as in tools/test_libtorch2.sh's chroot)
 """
 import glob
 import os
@@ -10,8 +12,12 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import tiktoken
+try:
+    import tiktoken
+except ImportError:
+    print(f"skipped: {sys.executable} has no tiktoken (tools/setup.sh --tests installs requirements.txt)")
+    sys.exit(77)
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from tiktoken_gpt2 import gpt2_encoding, random_text  # noqa: E402
