@@ -60,6 +60,9 @@ in_chroot() { chroot "$chroot_dir" /usr/bin/env -i "${env_args[@]}" bash -c "$1"
 
 src=$chroot_dir/src/nanogpt
 mkdir -p "$src"
+# the copy is the tracked files as they are now: a file moved or deleted since the last run must
+# not linger there (the build folder stays, for an incremental build)
+find "$src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
 (cd "$root" && git ls-files -z | tar --null -T - -c) | tar -x -C "$src"
 # Debian's LibTorch and torch (with OpenBLAS: without it LibTorch multiplies in the reference
 # BLAS, about 20x slower; setuptools: torch.compile), then tools/setup.sh installs what else is
