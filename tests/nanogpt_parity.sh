@@ -7,18 +7,8 @@
 # Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and torch in $NANOGPT_PYTHON; skips (77) otherwise.
 # Usage: tests/nanogpt_parity.sh path/to/nanogpt
 set -euo pipefail
-nanogpt=$(realpath "$1")
-root=$(cd "$(dirname "$0")/.." && pwd)
-python=${NANOGPT_PYTHON:-python3}  # the build's Python (CTest sets it)
-[ -f "${NANOGPT_DIR:-}/train.py" ] || { echo "skipped: set NANOGPT_DIR to a karpathy/nanoGPT checkout"; exit 77; }
-"$python" -c "import torch" 2> /dev/null || { echo "skipped: $python has no torch"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-input=${NANOGPT_SHARED_DATA:-}/tinyshakespeare/input.txt
-if [ ! -f "$input" ]; then
-  input=$work/input.txt
-  for i in $(seq 400); do echo "line $i: the quick brown fox jumps over the lazy dog; First Citizen speaks."; done > "$input"
-fi
+nanogpt_script=train.py
+source "$(dirname "$0")/nanogpt_side_by_side.sh"
 common=(--nanogpt-dir "$NANOGPT_DIR" --binary "$nanogpt" --config "$root/configs/train_shakespeare_char_cpu.yaml"
         --threads 1 --iters 10 --max-loss-diff 1e-4 --set eval_interval=5 --set eval_iters=2
         --set always_save_checkpoint=true)

@@ -6,18 +6,8 @@
 # Needs a karpathy/nanoGPT checkout in NANOGPT_DIR and torch in $NANOGPT_PYTHON; skips (77) otherwise.
 # Usage: tests/sample_parity.sh path/to/nanogpt
 set -euo pipefail
-nanogpt=$(realpath "$1")
-root=$(cd "$(dirname "$0")/.." && pwd)
-python=${NANOGPT_PYTHON:-python3}
-[ -f "${NANOGPT_DIR:-}/sample.py" ] || { echo "skipped: set NANOGPT_DIR to a karpathy/nanoGPT checkout"; exit 77; }
-"$python" -c "import torch" 2> /dev/null || { echo "skipped: $python has no torch"; exit 77; }
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-input=${NANOGPT_SHARED_DATA:-}/tinyshakespeare/input.txt
-if [ ! -f "$input" ]; then
-  input=$work/input.txt
-  for i in $(seq 400); do echo "ROMEO: line $i, the quick brown fox jumps over the lazy dog; First Citizen speaks."; done > "$input"
-fi
+nanogpt_script=sample.py
+source "$(dirname "$0")/nanogpt_side_by_side.sh"
 "$nanogpt" prepare char --input "$input" --out-dir "$work/data/shakespeare_char" > /dev/null
 "$nanogpt" train "$root/configs/train_shakespeare_char.yaml" --out_dir="$work/out" --data_dir="$work/data/shakespeare_char" \
   --device=cpu --compile=false --n_layer=2 --n_head=2 --n_embd=64 --block_size=64 --batch_size=8 \

@@ -34,8 +34,11 @@ at::Tensor logits_for_softmax(const at::Tensor& rows, const at::Tensor& weight) 
     at::Tensor logits = float_product(rows, weight.t(), at::kFloat);
     return logits.copy_(logits.to(at::kBFloat16));
   }
-  const bool half = rows.scalar_type() == at::kBFloat16 || rows.scalar_type() == at::kHalf;
-  return at::mm(rows, weight.t()).to(half ? at::kFloat : rows.scalar_type());  // no copy when already there
+  return at::mm(rows, weight.t()).to(softmax_dtype(rows.scalar_type()));  // no copy when already there
+}
+
+at::ScalarType softmax_dtype(at::ScalarType matmul_dtype) {
+  return matmul_dtype == at::kBFloat16 || matmul_dtype == at::kHalf ? at::kFloat : matmul_dtype;
 }
 
 at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,

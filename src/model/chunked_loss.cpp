@@ -19,10 +19,6 @@ at::ScalarType head_matmul_dtype(const AutocastState& autocast, const at::Tensor
   return autocast.enabled ? autocast.dtype : hidden.scalar_type();
 }
 
-at::ScalarType softmax_dtype(at::ScalarType matmul_dtype) {
-  return matmul_dtype == at::kBFloat16 || matmul_dtype == at::kHalf ? at::kFloat : matmul_dtype;
-}
-
 // Row-wise log(sum(exp(logits))) as (N, 1), computed in place: no second (N, V) tensor.
 at::Tensor log_sum_exp_(at::Tensor& logits) {
   const at::Tensor row_max = std::get<0>(logits.max(1, true));
@@ -53,7 +49,7 @@ struct ChunkedLmLoss : torch::autograd::Function<ChunkedLmLoss> {
     const AutocastGuard explicit_dtypes(device_type, {false, autocast.dtype});
     const at::ScalarType dtype = head_matmul_dtype(autocast, hidden);
     const auto [rows, labels, safe_labels, weight_cast] = head_rows(hidden, weight, targets, dtype);
-    const at::TensorOptions statistics = hidden.options().dtype(softmax_dtype(dtype));
+    const at::TensorOptions statistics = hidden.options().dtype(ops::softmax_dtype(dtype));
     at::Tensor log_sum_exp = at::empty({rows.size(0), 1}, statistics);
     at::Tensor target_logit = at::empty({rows.size(0), 1}, statistics);
     for (int64_t start = 0; start < rows.size(0); start += chunk) {

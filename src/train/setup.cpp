@@ -215,7 +215,6 @@ void Trainer::set_up_model() {
   model_->loss_chunk_size = config_.loss_chunk_size;
   // weights and optimizer state stay fp32; the forward runs under autocast
   scaler_ = GradScaler(precision_->scales_gradients);
-  watch_finite_ = !scaler_.enabled();
   saved_iter_ = init_.resume() ? resumed_.iter_num : -1;
 
   optimizer_ = model_->configure_optimizers(config_.weight_decay, config_.learning_rate, {config_.beta1, config_.beta2});

@@ -148,7 +148,7 @@ void Trainer::forward_backward() {
         scaler_.scale(loss_).backward();
       }
       if (ddp_) ddp_model_->finish_gradient_sync();  // the gradients averaged over all ranks
-      if (watch_finite_) finite_watch_.observe(loss_, iter_num_, "loss");
+      if (!scaler_.enabled()) finite_watch_.observe(loss_, iter_num_, "loss");
       return;
     } catch (const std::exception& error) {
       if (!is_out_of_memory(error)) throw;
@@ -184,7 +184,7 @@ void Trainer::optimizer_step() {
   if (config_.grad_clip != 0.0) {
     scaler_.unscale(model_->parameters());
     const at::Tensor grad_norm = clip_grad_norm(model_->parameters(), config_.grad_clip);
-    if (watch_finite_) finite_watch_.observe(grad_norm, iter_num_, "gradient norm");
+    if (!scaler_.enabled()) finite_watch_.observe(grad_norm, iter_num_, "gradient norm");
   }
   // step the optimizer and scaler if training in fp16
   if (!scaler_.step(*optimizer_, model_->parameters())) {

@@ -82,8 +82,8 @@ class Trainer {
   std::unique_ptr<torch::optim::AdamW> optimizer_;
   GradScaler scaler_{false};
   // a diverged run stops before it writes NaN weights; with float16 the scaler skips such steps
+  // (so the watch observes losses and gradient norms only where the scaler is off)
   FiniteWatch finite_watch_;
-  bool watch_finite_ = true;
   // data parallel: rank 0's weights everywhere, gradients averaged over the ranks on the last
   // micro-step; the batches of a one-process run, shared out; dropout from a per-rank stream
   std::unique_ptr<DistributedDataParallel> ddp_model_;

@@ -13,6 +13,10 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 // a (M, K) @ b (K, N) (at::mm); bf16 operands on such a CPU are multiplied in float32.
 at::Tensor mm(const at::Tensor& a, const at::Tensor& b);
 
+// The dtype a softmax over products of `matmul_dtype` runs in: float32 for half types (as
+// autocast runs cross-entropy), the products' own otherwise.
+at::ScalarType softmax_dtype(at::ScalarType matmul_dtype);
+
 // rows (N, C) @ weight.T (V, C) in the float32 a softmax needs: for bf16 rows, the products
 // rounded to bf16 as autocast's matmul rounds them; half rows likewise; float rows as they are.
 at::Tensor logits_for_softmax(const at::Tensor& rows, const at::Tensor& weight);
